@@ -1,0 +1,1 @@
+"""Lakehouse platform core: settings, native stack, CLI."""

@@ -1,0 +1,240 @@
+"""Typed settings, read from the one env file.
+
+Scope: reads `.env` (or $LAKEHOUSE_ENV_FILE), generates it on first run from
+`.env.example` with fresh random secrets (mode 0600), and derives every endpoint the
+engines need from it. Nothing else in the project writes a port, a host or a credential.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import stat
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lakehouse.errors import SettingsError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ENV_EXAMPLE = REPO_ROOT / ".env.example"
+PREFIX = "LAKEHOUSE_"
+_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$")
+
+
+class Settings(BaseSettings):
+    """Every variable of `.env.example`, typed. Field `x` is env var `LAKEHOUSE_X`."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", frozen=True)
+
+    data_dir: Path = Path(".lakehouse")
+    cache_dir: Path = Path("~/.cache/lakehouse")
+
+    host: str = "127.0.0.1"
+    postgres_port: int = Field(5433, ge=1, le=65535)
+    minio_port: int = Field(9000, ge=1, le=65535)
+    minio_console_port: int = Field(9001, ge=1, le=65535)
+    trino_port: int = Field(8080, ge=1, le=65535)
+
+    postgres_superuser: str = "lakehouse_admin"
+    postgres_superuser_password: SecretStr
+
+    catalog_name: str = "lakehouse"
+    catalog_db: str = "iceberg_catalog"
+    catalog_db_user: str = "iceberg"
+    catalog_db_password: SecretStr
+    warehouse_bucket: str = "lakehouse"
+    s3_region: str = "us-east-1"
+
+    minio_root_user: SecretStr
+    minio_root_password: SecretStr
+    spark_s3_access_key: str = "svc-spark"
+    spark_s3_secret_key: SecretStr
+    trino_s3_access_key: str = "svc-trino"
+    trino_s3_secret_key: SecretStr
+    reader_s3_access_key: str = "svc-reader"
+    reader_s3_secret_key: SecretStr
+
+    trino_java_home: Path | None = None
+    spark_java_home: Path | None = None
+    trino_heap: str = Field("2G", pattern=r"^\d+[MG]$")
+    spark_driver_memory: str = Field("2g", pattern=r"^\d+[mgMG]$")
+
+    min_free_disk_gb: float = Field(5, ge=0)
+    min_free_memory_gb: float = Field(4, ge=0)
+
+    @field_validator("trino_java_home", "spark_java_home", mode="before")
+    @classmethod
+    def _empty_is_auto(cls, v):
+        return None if v in ("", None) else v
+
+    @field_validator("postgres_superuser_password", "catalog_db_password", "minio_root_user",
+                     "minio_root_password", "spark_s3_secret_key", "trino_s3_secret_key",
+                     "reader_s3_secret_key")
+    @classmethod
+    def _secret_not_empty(cls, v: SecretStr):
+        if len(v.get_secret_value()) < 8:
+            raise ValueError("must be at least 8 characters (delete it from .env to regenerate)")
+        return v
+
+    # ---- derived paths ------------------------------------------------------------------
+    @cached_property
+    def data_path(self) -> Path:
+        return _resolve(self.data_dir)
+
+    @cached_property
+    def cache_path(self) -> Path:
+        return _resolve(self.cache_dir)
+
+    @property
+    def run_path(self) -> Path:
+        """Sockets, pid files and rendered configs: safe to delete when the stack is down."""
+        return self.data_path / "run"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_path / "logs"
+
+    # ---- derived endpoints --------------------------------------------------------------
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://{self.host}:{self.minio_port}"
+
+    @property
+    def trino_url(self) -> str:
+        return f"http://{self.host}:{self.trino_port}"
+
+    @property
+    def catalog_jdbc_url(self) -> str:
+        return f"jdbc:postgresql://{self.host}:{self.postgres_port}/{self.catalog_db}"
+
+    @property
+    def catalog_sqlalchemy_url(self) -> str:
+        pw = self.catalog_db_password.get_secret_value()
+        return (f"postgresql+psycopg://{self.catalog_db_user}:{pw}"
+                f"@{self.host}:{self.postgres_port}/{self.catalog_db}")
+
+    @property
+    def warehouse_uri(self) -> str:
+        return f"s3://{self.warehouse_bucket}"
+
+    def engine_env(self) -> dict[str, str]:
+        """Every setting as an environment variable, secrets revealed, for engine processes.
+
+        Trino's `${ENV:...}` and Spark's rendered defaults read these names, so the env
+        file stays the only place a value is written.
+        """
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[PREFIX + name.upper()] = "" if value is None else str(value)
+        env[PREFIX + "DATA_DIR"] = str(self.data_path)
+        env[PREFIX + "CACHE_DIR"] = str(self.cache_path)
+        return env
+
+
+def _resolve(p: Path) -> Path:
+    p = Path(os.path.expanduser(str(p)))
+    return p if p.is_absolute() else (REPO_ROOT / p)
+
+
+def secret_fields() -> list[str]:
+    return [n for n, f in Settings.model_fields.items() if f.annotation is SecretStr]
+
+
+def env_file_path() -> Path:
+    return _resolve(Path(os.environ.get("LAKEHOUSE_ENV_FILE", ".env")))
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse KEY=VALUE lines strictly, so a typo is an error that names its line."""
+    if not path.exists():
+        raise SettingsError(f"env file {path} does not exist",
+                            "run any `lakehouse` command (or `make up`) to generate it")
+    if not path.is_file():
+        raise SettingsError(f"env file {path} is not a regular file",
+                            "remove it; a fresh one is generated on the next run")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"env file {path} is unreadable: {exc.strerror}",
+                            f"fix its permissions (chmod 600 {path}) or restore it") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"env file {path} is not valid UTF-8 (byte {exc.start})",
+                            "restore it from a backup or rewrite the line") from exc
+    known = {PREFIX + n.upper() for n in Settings.model_fields}
+    values: dict[str, str] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        m = _LINE.match(stripped)
+        if not m:
+            raise SettingsError(f"{path}:{lineno}: expected KEY=VALUE, got {stripped[:40]!r}",
+                                "fix or delete that line")
+        key, value = m.groups()
+        if key not in known:
+            raise SettingsError(f"{path}:{lineno}: unknown variable {key}",
+                                f"see {ENV_EXAMPLE.name} for the variables this project reads")
+        values[key] = value
+    return values
+
+
+def generate_env_file(path: Path, example: Path = ENV_EXAMPLE) -> Path:
+    """Write `path` from `.env.example`, every secret filled with a fresh random value."""
+    secrets_ = {PREFIX + n.upper() for n in secret_fields()}
+    lines = []
+    for line in example.read_text().splitlines():
+        m = _LINE.match(line)
+        if m and m.group(1) in secrets_ and not m.group(2):
+            key = m.group(1)
+            # user names must stay short and alphanumeric; passwords get 32 bytes of entropy
+            value = ("admin" + secrets.token_hex(6)) if key.endswith("_USER") else secrets.token_urlsafe(32)
+            line = f"{key}={value}"
+        lines.append(line)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return path
+
+
+def load_settings(path: Path | None = None, *, create: bool = True) -> Settings:
+    """Read the env file (generating it on first run) and validate every value."""
+    path = path or env_file_path()
+    if not path.exists() and create:
+        _refuse_if_state_without_env(path)
+        generate_env_file(path)
+    values = read_env_file(path)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise SettingsError(f"env file {path} has mode {mode:o}: others can read its secrets",
+                            f"run: chmod 600 {path}")
+    # process environment overrides the file (pydantic-settings' usual precedence)
+    merged = {k: v for k, v in values.items()}
+    merged.update({k: v for k, v in os.environ.items() if k.startswith(PREFIX)})
+    kwargs = {k[len(PREFIX):].lower(): v for k, v in merged.items()
+              if k[len(PREFIX):].lower() in Settings.model_fields}
+    try:
+        return Settings(_env_file=None, **kwargs)
+    except ValidationError as exc:
+        problems = "; ".join(f"{PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                             for e in exc.errors())
+        raise SettingsError(f"invalid settings in {path}: {problems}",
+                            f"fix the value in {path} (see {ENV_EXAMPLE.name})") from exc
+
+
+def _refuse_if_state_without_env(path: Path) -> None:
+    """A data folder made with other secrets can't be opened with new ones."""
+    data = _resolve(Path(os.environ.get(PREFIX + "DATA_DIR", ".lakehouse")))
+    if (data / "postgres" / "PG_VERSION").exists():
+        raise SettingsError(
+            f"env file {path} is missing, but {data} holds state created with its secrets",
+            f"restore {path} from a backup, or delete the state with `make clean`")

@@ -1,0 +1,1 @@
+"""The native stack: PostgreSQL, MinIO and Trino as local processes under supervisord."""
