@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     cache_dir: Path = Path("~/.cache/lakehouse")
 
     host: str = "127.0.0.1"
+    # Where clients reach each server; empty = `host`. Compose sets them to container names.
+    postgres_host: str | None = None
+    minio_host: str | None = None
+    trino_host: str | None = None
     postgres_port: int = Field(5433, ge=1, le=65535)
     minio_port: int = Field(9000, ge=1, le=65535)
     minio_console_port: int = Field(9001, ge=1, le=65535)
@@ -66,7 +70,8 @@ class Settings(BaseSettings):
     min_free_disk_gb: float = Field(5, ge=0)
     min_free_memory_gb: float = Field(4, ge=0)
 
-    @field_validator("trino_java_home", "spark_java_home", mode="before")
+    @field_validator("trino_java_home", "spark_java_home", "postgres_host", "minio_host",
+                     "trino_host", mode="before")
     @classmethod
     def _empty_is_auto(cls, v):
         return None if v in ("", None) else v
@@ -100,22 +105,30 @@ class Settings(BaseSettings):
 
     # ---- derived endpoints --------------------------------------------------------------
     @property
+    def postgres_address(self) -> str:
+        return self.postgres_host or self.host
+
+    @property
+    def minio_address(self) -> str:
+        return self.minio_host or self.host
+
+    @property
+    def trino_address(self) -> str:
+        return self.trino_host or self.host
+
+    @property
     def s3_endpoint(self) -> str:
-        return f"http://{self.host}:{self.minio_port}"
+        return f"http://{self.minio_address}:{self.minio_port}"
 
     @property
     def trino_url(self) -> str:
-        return f"http://{self.host}:{self.trino_port}"
-
-    @property
-    def catalog_jdbc_url(self) -> str:
-        return f"jdbc:postgresql://{self.host}:{self.postgres_port}/{self.catalog_db}"
+        return f"http://{self.trino_address}:{self.trino_port}"
 
     @property
     def catalog_sqlalchemy_url(self) -> str:
         pw = self.catalog_db_password.get_secret_value()
         return (f"postgresql+psycopg://{self.catalog_db_user}:{pw}"
-                f"@{self.host}:{self.postgres_port}/{self.catalog_db}")
+                f"@{self.postgres_address}:{self.postgres_port}/{self.catalog_db}")
 
     @property
     def warehouse_uri(self) -> str:
@@ -135,6 +148,11 @@ class Settings(BaseSettings):
             env[PREFIX + name.upper()] = "" if value is None else str(value)
         env[PREFIX + "DATA_DIR"] = str(self.data_path)
         env[PREFIX + "CACHE_DIR"] = str(self.cache_path)
+        env[PREFIX + "POSTGRES_HOST"] = self.postgres_address
+        env[PREFIX + "MINIO_HOST"] = self.minio_address
+        env[PREFIX + "TRINO_HOST"] = self.trino_address
+        # Derived, not settable: the S3 endpoint engines use (compose sets its own).
+        env[PREFIX + "S3_ENDPOINT"] = self.s3_endpoint
         return env
 
 

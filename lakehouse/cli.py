@@ -1,0 +1,178 @@
+"""The `lakehouse` command. Make targets, tests and (later) DAGs call these subcommands."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from lakehouse.errors import LakehouseError
+from lakehouse.settings import Settings, load_settings
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Lakehouse platform: API batches -> Spark -> Iceberg on MinIO -> dbt on Trino.
+
+    Settings come from `.env` (generated on first run with random secrets; see
+    .env.example). Start with `lakehouse doctor`, then `lakehouse up`.
+    """
+
+
+@cli.command()
+def doctor() -> None:
+    """Check prerequisites: JDKs, Go, PostgreSQL, disk, memory, free ports."""
+    from lakehouse.stack import doctor as doc, supervisor
+
+    settings = _settings()
+    ours = set()
+    if supervisor.is_running(settings):
+        ours = {settings.postgres_port, settings.minio_port, settings.minio_console_port, settings.trino_port}
+    checks = doc.run_checks(settings, ours)
+    click.echo(doc.format_checks(checks))
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        raise LakehouseError(f"{len(failed)} preflight check(s) failed", "fix the FAIL lines above")
+    click.echo("all checks passed")
+
+
+@cli.command()
+def up() -> None:
+    """Start PostgreSQL, MinIO and Trino (in that order, each once healthy) and provision them."""
+    from lakehouse.stack import manager
+
+    manager.up(_settings())
+
+
+@cli.command()
+def down() -> None:
+    """Stop the stack. State stays in the data folder."""
+    from lakehouse.stack import manager
+
+    if not manager.down(_settings()):
+        click.echo("stack is not running")
+
+
+@cli.command()
+def status() -> None:
+    """Show each service's state, health and address. Exit 3 if any is not healthy."""
+    from lakehouse.stack import manager
+
+    rows = manager.status(_settings())
+    for r in rows:
+        mark = "healthy" if r["healthy"] else "DOWN" if r["state"] == "DOWN" else "unhealthy"
+        click.echo(f"{r['service']:<9} {r['state']:<9} pid={str(r['pid']):<8} {mark:<10} {r['detail']:<24} {r['url']}")
+    if not all(r["healthy"] for r in rows):
+        sys.exit(3)
+
+
+@cli.command()
+@click.argument("service", required=False, type=click.Choice(["postgres", "minio", "trino", "supervisord"]))
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("-n", "--lines", default=50, show_default=True, help="Lines of history per log.")
+def logs(service: str | None, follow: bool, lines: int) -> None:
+    """Print the logs of one service, or of all."""
+    from lakehouse.stack import manager
+
+    manager.logs(_settings(), service, follow, lines)
+
+
+@cli.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def clean(yes: bool) -> None:
+    """Stop the stack and DELETE its data folder (all tables, catalog and logs)."""
+    from lakehouse.stack import manager
+
+    settings = _settings()
+    if not settings.data_path.exists():
+        click.echo(f"nothing to delete: {settings.data_path} does not exist")
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise LakehouseError(f"refusing to delete {settings.data_path} without confirmation",
+                                 "run interactively, or pass --yes (make clean YES=1)")
+        click.confirm(f"Delete {settings.data_path} (every table, the catalog and the logs)?",
+                      abort=True)
+    manager.clean(settings)
+    click.echo(f"deleted {settings.data_path}")
+
+
+@cli.command()
+@click.option("-q", "--query", "statement", help="Run one statement, print the result, exit.")
+@click.option("--format", "output_format", help="Trino CLI output format (CSV, TSV_HEADER, ALIGNED, JSON, ...).")
+def sql(statement: str | None, output_format: str | None) -> None:
+    """Open the Trino CLI on the lakehouse catalog, or run one statement."""
+    from lakehouse.trino import cli as trino_cli
+
+    sys.exit(trino_cli(_settings(), statement, output_format))
+
+
+@cli.command()
+def provision() -> None:
+    """Provision running servers: catalog database and role, bucket, S3 users and policies.
+
+    `up` does this itself; compose (and an external PostgreSQL or S3) call it directly.
+    """
+    from lakehouse.stack import provision as prov
+
+    settings = _settings()
+    prov.provision_postgres(settings)
+    prov.provision_minio(settings)
+    click.echo("provisioned: catalog database, bucket, S3 service users and policies")
+
+
+@cli.command("init")
+def init_cmd() -> None:
+    """Create the layer namespaces (raw, quarantine, audit, staging, marts)."""
+    from lakehouse.demo import init_namespaces
+
+    init_namespaces(_settings())
+
+
+@cli.command()
+def demo() -> None:
+    """Bring the platform up and run its main job, then print where to look."""
+    from lakehouse import demo as d
+    from lakehouse.stack import manager
+
+    settings = _settings()
+    manager.up(settings)
+    d.init_namespaces(settings)
+    d.smoke_load(settings)
+    click.echo(d.where_to_look(settings))
+
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks; each prints `bench <name>: <value> <unit> (baseline ..., ratio ..., target ...)`."""
+
+
+@bench.command("stack")
+@click.option("--runs", default=3, show_default=True, help="Warm starts to time (median is reported).")
+def bench_stack(runs: int) -> None:
+    """Warm start to all healthy, and peak RSS per service, against bare starts."""
+    from lakehouse.bench.stack import run
+
+    run(_settings(), runs)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except LakehouseError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
