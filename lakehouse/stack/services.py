@@ -196,7 +196,7 @@ def trino_service(settings: Settings) -> Service:
 
 def postgres_health(settings: Settings) -> tuple[bool, str]:
     try:
-        proc = subprocess.run([str(postgres_bindir() / "pg_isready"), "-h", settings.host,
+        proc = subprocess.run([str(postgres_bindir() / "pg_isready"), "-h", settings.postgres_address,
                                "-p", str(settings.postgres_port), "-q"], timeout=10)
     except (OSError, subprocess.TimeoutExpired, PreflightError) as exc:
         return False, str(exc)
