@@ -1,0 +1,80 @@
+# Lakehouse platform. `make help` lists the targets; each calls the `lakehouse` CLI.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+# uv 0.13.8: installs the locked environment (uv.lock) in seconds; pinned so the lock format matches.
+UV_VERSION := 0.13.8
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+VENV := .venv
+LH := $(VENV)/bin/lakehouse
+PYTEST := $(VENV)/bin/python -m pytest
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(UV):
+	python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+.PHONY: install
+install: system-deps $(VENV)/.synced ## Install system packages (as root) and the locked Python environment
+
+.PHONY: system-deps
+system-deps: ## Install OS packages the native stack needs (PostgreSQL server), as root via apt
+	@bash scripts/system-deps.sh
+
+.PHONY: env
+env: $(VENV)/.synced ## Generate .env with fresh secrets if it does not exist
+	@$(VENV)/bin/python -c "from lakehouse.settings import load_settings, env_file_path; load_settings(); print(env_file_path())"
+
+.PHONY: doctor
+doctor: $(VENV)/.synced ## Preflight: Java versions, Go, PostgreSQL, disk, memory, free ports
+	@$(LH) doctor
+
+.PHONY: up
+up: install ## Start the native stack (PostgreSQL, MinIO, Trino) and provision it
+	@$(LH) up
+
+.PHONY: down
+down: $(VENV)/.synced ## Stop the native stack (state is kept)
+	@$(LH) down
+
+.PHONY: status
+status: $(VENV)/.synced ## Show each service's state and health
+	@$(LH) status
+
+.PHONY: logs
+logs: $(VENV)/.synced ## Print service logs (S=trino to pick one, F=1 to follow)
+	@$(LH) logs $(S) $(if $(F),--follow,)
+
+.PHONY: clean
+clean: $(VENV)/.synced ## Stop the stack and DELETE its data folder (asks first; YES=1 skips)
+	@$(LH) clean $(if $(YES),--yes,)
+
+.PHONY: sql
+sql: $(VENV)/.synced ## Trino CLI on the lakehouse catalog; Q="SELECT ..." runs one statement
+	@$(LH) sql $(if $(Q),--query "$$Q",) $(if $(FORMAT),--format $(FORMAT),)
+
+.PHONY: demo
+demo: install ## Start the platform, create the namespaces, smoke-load through Spark, print where to look
+	@$(LH) demo
+
+.PHONY: test
+test: install ## Run every test: unit tier, then the integration tier against the native stack
+	$(PYTEST) tests/unit -q
+	$(PYTEST) tests/integration -q -m integration
+
+.PHONY: test-unit
+test-unit: $(VENV)/.synced ## Unit tier only (no services)
+	$(PYTEST) tests/unit -q
+
+.PHONY: test-integration
+test-integration: install ## Integration tier (starts and stops its own stack; KEEP=1 leaves it up)
+	$(PYTEST) tests/integration -q -m integration
+
+.PHONY: bench-stack
+bench-stack: install ## Benchmark: warm start and peak RSS per service, against bare starts
+	@$(LH) bench stack
