@@ -1,0 +1,60 @@
+"""Engine config files take every value from the settings; none holds a value of its own."""
+
+import re
+
+import pytest
+
+from lakehouse.errors import SettingsError
+from lakehouse.settings import REPO_ROOT, secret_fields
+from lakehouse.spark import SPARK_DEFAULTS, render_defaults
+from lakehouse.stack import supervisor
+from lakehouse.stack.services import Service
+
+TRINO_CONF = REPO_ROOT / "conf" / "trino"
+
+
+def test_spark_defaults_render_from_settings(settings):
+    conf = render_defaults(settings)
+    cat = settings.catalog_name
+    assert conf[f"spark.sql.catalog.{cat}"] == "org.apache.iceberg.spark.SparkCatalog"
+    assert conf[f"spark.sql.catalog.{cat}.uri"] == (
+        f"jdbc:postgresql://127.0.0.1:{settings.postgres_port}/{settings.catalog_db}")
+    assert conf[f"spark.sql.catalog.{cat}.s3.secret-access-key"] == settings.spark_s3_secret_key.get_secret_value()
+    assert conf["spark.sql.execution.arrow.pyspark.enabled"] == "true"
+    assert not any("${" in k or "${" in v for k, v in conf.items())
+
+
+def test_spark_defaults_unknown_variable_is_named(settings, tmp_path):
+    bad = tmp_path / "spark-defaults.conf"
+    bad.write_text(SPARK_DEFAULTS.read_text() + "spark.x ${LAKEHOUSE_NOPE}\n")
+    n = len(bad.read_text().splitlines())
+    with pytest.raises(SettingsError, match=rf"spark-defaults.conf:{n}: unknown variable \$\{{LAKEHOUSE_NOPE\}}"):
+        render_defaults(settings, bad)
+
+
+def test_trino_files_use_only_known_variables(settings):
+    env = settings.engine_env()
+    for path in [TRINO_CONF / "config.properties", *sorted((TRINO_CONF / "catalog").glob("*.properties"))]:
+        refs = re.findall(r"\$\{ENV:([A-Z0-9_]+)\}", path.read_text())
+        assert refs, path
+        assert set(refs) <= set(env), (path, set(refs) - set(env))
+
+
+def test_no_credential_or_endpoint_literal_in_engine_configs():
+    for path in TRINO_CONF.rglob("*.properties"):
+        for line in path.read_text().splitlines():
+            if re.match(r"^[\w.-]*(password|secret|access-key|connection-url|endpoint)[\w.-]*=", line):
+                assert "${ENV:" in line, f"{path.name}: {line}"
+    for line in SPARK_DEFAULTS.read_text().splitlines():
+        if re.search(r"(password|secret|access-key|\.uri)\s", line):
+            assert "${LAKEHOUSE_" in line, line
+
+
+def test_supervisord_conf_holds_no_secret(settings):
+    svc = Service(name="demo", command=["/bin/true", "--flag"], port_settings={},
+                  health=lambda: (True, ""), url="-", env={"JAVA_HOME": "/usr/lib/jvm/x"})
+    settings.run_path.mkdir(parents=True)
+    text = supervisor.render_conf(settings, [svc]).read_text()
+    assert "[program:demo]" in text and "autostart=false" in text
+    for name in secret_fields():
+        assert getattr(settings, name).get_secret_value() not in text, name
