@@ -1,0 +1,1 @@
+"""Benchmarks: commands, not tests. Each measures a baseline in the same run."""
