@@ -107,8 +107,8 @@ def test_up_refuses_a_taken_port_before_starting_anything(tmp_path):
         s.listen()
         port = s.getsockname()[1]
         proc = _run(["up"], {"LAKEHOUSE_TRINO_PORT": str(port),
-                             "LAKEHOUSE_POSTGRES_PORT": "25433", "LAKEHOUSE_MINIO_PORT": "29000",
-                             "LAKEHOUSE_MINIO_CONSOLE_PORT": "29001"}, tmp_path)
+                             "LAKEHOUSE_POSTGRES_PORT": "35433", "LAKEHOUSE_MINIO_PORT": "39000",
+                             "LAKEHOUSE_MINIO_CONSOLE_PORT": "39001"}, tmp_path)
     assert proc.returncode == 2
     assert f"port {port} (LAKEHOUSE_TRINO_PORT)" in proc.stderr
     data = Path(os.environ["LAKEHOUSE_DATA_DIR"])
