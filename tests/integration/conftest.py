@@ -14,7 +14,8 @@ import pytest
 from lakehouse.settings import REPO_ROOT, load_settings
 
 TEST_ENV = {
-    "LAKEHOUSE_DATA_DIR": str(REPO_ROOT / ".lakehouse-test"),
+    # .ci/run moves it when the checkout is somewhere the `postgres` OS user can't enter
+    "LAKEHOUSE_DATA_DIR": os.environ.get("LAKEHOUSE_TEST_DATA_DIR", str(REPO_ROOT / ".lakehouse-test")),
     "LAKEHOUSE_ENV_FILE": str(REPO_ROOT / ".lakehouse-test.env"),
     "LAKEHOUSE_POSTGRES_PORT": "15433",
     "LAKEHOUSE_MINIO_PORT": "19000",

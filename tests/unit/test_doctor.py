@@ -113,3 +113,14 @@ def test_up_refuses_a_taken_port_before_starting_anything(tmp_path):
     assert f"port {port} (LAKEHOUSE_TRINO_PORT)" in proc.stderr
     data = Path(os.environ["LAKEHOUSE_DATA_DIR"])
     assert not (data / "postgres").exists(), "nothing may be initialised after a failed preflight"
+
+
+def test_clean_asks_first_and_refuses_without_a_terminal(tmp_path):
+    data = Path(os.environ["LAKEHOUSE_DATA_DIR"])
+    (data / "minio").mkdir(parents=True)
+    (data / "minio" / "object").write_text("precious")
+    proc = subprocess.run(LAKEHOUSE + ["clean"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2 and "refusing to delete" in proc.stderr
+    assert (data / "minio" / "object").read_text() == "precious"
+    proc = subprocess.run(LAKEHOUSE + ["clean", "--yes"], capture_output=True, text=True)
+    assert proc.returncode == 0 and not data.exists()
