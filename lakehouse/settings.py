@@ -67,11 +67,19 @@ class Settings(BaseSettings):
     trino_heap: str = Field("2G", pattern=r"^\d+[MG]$")
     spark_driver_memory: str = Field("2g", pattern=r"^\d+[mgMG]$")
 
+    simulator_port: int = Field(8765, ge=1, le=65535)
+    simulator_seed: int = 42
+    simulator_period_seconds: float = Field(300, gt=0)
+    simulator_fault_rate: float = Field(0.03, ge=0, le=1)
+    simulator_rows_per_batch: int = Field(1000, ge=1)
+    batch_api_url: str | None = None
+    group_number: int = Field(1, ge=0)
+
     min_free_disk_gb: float = Field(5, ge=0)
     min_free_memory_gb: float = Field(4, ge=0)
 
     @field_validator("trino_java_home", "spark_java_home", "postgres_host", "minio_host",
-                     "trino_host", mode="before")
+                     "trino_host", "batch_api_url", mode="before")
     @classmethod
     def _empty_is_auto(cls, v):
         return None if v in ("", None) else v
@@ -123,6 +131,15 @@ class Settings(BaseSettings):
     @property
     def trino_url(self) -> str:
         return f"http://{self.trino_address}:{self.trino_port}"
+
+    @property
+    def simulator_url(self) -> str:
+        return f"http://{self.host}:{self.simulator_port}"
+
+    @property
+    def api_url(self) -> str:
+        """The batch API ingestion reads: any server speaking the protocol; default ours."""
+        return (self.batch_api_url or self.simulator_url).rstrip("/")
 
     @property
     def catalog_sqlalchemy_url(self) -> str:
