@@ -1,0 +1,156 @@
+"""Everything derived from a contract: never written by hand beside it.
+
+- `spark_schema` / `raw_ddl`: the raw Iceberg table (contract fields + ingestion metadata).
+- `QUARANTINE_COLUMNS` / `quarantine_ddl`, `AUDIT_COLUMNS` / `audit_ddl`: shared layouts.
+- `expectation_suite`: the Great Expectations suite that validates a batch, per row.
+- `dbt_sources`: the dbt sources file (raw tables, columns, tests, freshness).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from lakehouse.contracts.model import Contract
+
+SPARK_TYPES = {"string": "STRING", "long": "BIGINT", "double": "DOUBLE", "boolean": "BOOLEAN"}
+
+# Columns ingestion adds to every raw row (platform.md section 5). _event_time is the
+# contract's event time parsed to UTC: the partition column.
+RAW_METADATA = (
+    ("_event_time", "TIMESTAMP", "event time in UTC, parsed from the contract's event_time field"),
+    ("_batch_id", "STRING", "source/group/batch/checksum of the batch the row came in"),
+    ("_source", "STRING", "contract id"),
+    ("_group_number", "INT", "group number asked of the batch API"),
+    ("_batch_number", "INT", "batch number the API answered"),
+    ("_ingested_at", "TIMESTAMP", "when ingestion committed the row (UTC)"),
+)
+
+QUARANTINE_COLUMNS = (
+    ("_batch_id", "STRING", "batch the row came in"),
+    ("_source", "STRING", "contract id"),
+    ("_group_number", "INT", "group number asked of the batch API"),
+    ("_batch_number", "INT", "batch number the API answered (null if the payload had none)"),
+    ("_row_index", "INT", "position of the row in the batch's data array (null: whole payload)"),
+    ("raw_payload", "STRING", "the row (or the whole body) exactly as received"),
+    ("reasons", "ARRAY<STRING>", "why it was rejected: field, rule and value"),
+    ("_ingested_at", "TIMESTAMP", "when ingestion committed the row (UTC)"),
+)
+
+AUDIT_COLUMNS = (
+    ("batch_id", "STRING", "source/group/batch/checksum"),
+    ("source", "STRING", "contract id"),
+    ("group_number", "INT", "group number asked of the batch API"),
+    ("batch_number", "INT", "batch number the API answered"),
+    ("rows_in", "BIGINT", "rows in the payload's data array"),
+    ("rows_valid", "BIGINT", "rows written to raw"),
+    ("rows_quarantined", "BIGINT", "rows written to quarantine"),
+    ("snapshot_id", "BIGINT", "raw table snapshot that holds the batch (null: nothing valid)"),
+    ("checksum", "STRING", "sha256 of the payload bytes"),
+    ("started_at", "TIMESTAMP", "ingest start (UTC)"),
+    ("finished_at", "TIMESTAMP", "ingest end (UTC)"),
+    ("status", "STRING", "committed | replayed | rejected | failed"),
+    ("message", "STRING", "what happened, for rejected and failed batches"),
+)
+
+
+def _columns_sql(columns) -> str:
+    return ",\n  ".join(f"{name} {typ} COMMENT '{doc.replace(chr(39), chr(39) * 2)}'"
+                        for name, typ, doc in columns)
+
+
+def raw_columns(contract: Contract) -> list[tuple[str, str, str]]:
+    cols = []
+    for f in contract.fields:
+        doc = f.description + (f" [{f.unit}]" if f.unit else "")
+        cols.append((f.name, SPARK_TYPES[f.type], doc))
+    return cols + list(RAW_METADATA)
+
+
+def spark_schema(contract: Contract):
+    """pyspark StructType of the raw table."""
+    from pyspark.sql import types as T
+
+    spark_type = {"STRING": T.StringType(), "BIGINT": T.LongType(), "DOUBLE": T.DoubleType(),
+                  "BOOLEAN": T.BooleanType(), "TIMESTAMP": T.TimestampType(), "INT": T.IntegerType()}
+    return T.StructType([T.StructField(n, spark_type[t], nullable=True) for n, t, _ in raw_columns(contract)])
+
+
+def raw_ddl(contract: Contract, catalog: str) -> str:
+    return (f"CREATE TABLE IF NOT EXISTS {catalog}.raw.{contract.table} (\n  "
+            f"{_columns_sql(raw_columns(contract))}\n) USING iceberg\n"
+            "PARTITIONED BY (days(_event_time))\n"
+            "TBLPROPERTIES ('format-version'='2', 'write.parquet.compression-codec'='zstd', "
+            f"'lakehouse.contract'='{contract.id}')")
+
+
+def quarantine_ddl(contract: Contract, catalog: str) -> str:
+    return (f"CREATE TABLE IF NOT EXISTS {catalog}.quarantine.{contract.table} (\n  "
+            f"{_columns_sql(QUARANTINE_COLUMNS)}\n) USING iceberg\n"
+            "PARTITIONED BY (days(_ingested_at))\n"
+            "TBLPROPERTIES ('format-version'='2', 'write.parquet.compression-codec'='zstd', "
+            f"'lakehouse.contract'='{contract.id}')")
+
+
+def audit_ddl(catalog: str) -> str:
+    return (f"CREATE TABLE IF NOT EXISTS {catalog}.audit.ingestion_log (\n  "
+            f"{_columns_sql(AUDIT_COLUMNS)}\n) USING iceberg\n"
+            "PARTITIONED BY (source)\n"
+            "TBLPROPERTIES ('format-version'='2')")
+
+
+@lru_cache(maxsize=1)
+def gx_context():
+    """One in-memory Great Expectations context per process (no files, no progress bars)."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return ctx
+
+
+def expectation_suite(contract: Contract):
+    """Great Expectations suite: not-null for required fields, ranges, patterns.
+
+    Types are enforced before the suite runs (a value of the wrong type never reaches it).
+    """
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    gx_context()  # GE builds suites inside a (here in-memory) data context
+    suite = gx.ExpectationSuite(name=f"contract_{contract.id}")
+    for f in contract.fields:
+        if f.required:
+            suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=f.name))
+        if f.minimum is not None or f.maximum is not None:
+            suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
+                column=f.name, min_value=f.minimum, max_value=f.maximum))
+        if f.pattern is not None:
+            suite.add_expectation(gxe.ExpectColumnValuesToMatchRegex(column=f.name, regex=f.pattern))
+    return suite
+
+
+def dbt_sources(contracts: list[Contract], catalog: str) -> dict:
+    """The dbt `sources:` document for the raw layer."""
+    tables = []
+    for c in contracts:
+        columns = []
+        for f in c.fields:
+            col = {"name": f.name, "description": f.description + (f" [{f.unit}]" if f.unit else "")}
+            if f.required:
+                col["data_tests"] = ["not_null"]
+            columns.append(col)
+        columns += [{"name": n, "description": d} for n, _, d in RAW_METADATA]
+        tables.append({
+            "name": c.table,
+            "description": f"{c.title}. {c.description.strip()} Owner: {c.owner}. Generated from contracts/{c.id}.yaml.",
+            "meta": {"owner": c.owner, "contract": c.id, "natural_key": c.natural_key},
+            "loaded_at_field": "_ingested_at",
+            "freshness": {"warn_after": {"count": 15, "period": "minute"},
+                          "error_after": {"count": 60, "period": "minute"}},
+            "columns": columns,
+        })
+    return {"version": 2, "sources": [{
+        "name": "raw", "database": catalog, "schema": "raw",
+        "description": "Valid rows as delivered by the batch APIs (generated from contracts/; do not edit).",
+        "tables": tables}]}
