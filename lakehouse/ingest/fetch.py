@@ -1,0 +1,129 @@
+"""Fetch one batch from a batch API, and parse its envelope.
+
+Protocol (platform.md section 4): GET <api><source path>?group_number=N answers
+{"group_number": N, "batch_number": k, "data": [...]}. Works with any server that speaks
+it. Transient failures (connection errors, timeouts, HTTP 5xx, a body cut short) are
+retried with exponential backoff; what is still failing after that is a FetchError that
+names the source, the group and the URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import orjson
+import requests
+from tenacity import (RetryError, retry, retry_if_exception_type, stop_after_attempt,
+                      wait_exponential)
+
+from lakehouse.errors import LakehouseError
+
+
+class FetchError(LakehouseError):
+    """The batch could not be fetched (API down, HTTP error, timeout, truncated body)."""
+
+
+class PayloadError(LakehouseError):
+    """The body arrived but is not a batch: invalid JSON, wrong shape, empty data."""
+
+    def __init__(self, message: str, hint: str | None = None, batch_number: int | None = None):
+        super().__init__(message, hint)
+        self.batch_number = batch_number
+
+
+class _Transient(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Fetched:
+    url: str
+    body: bytes
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.body).hexdigest()
+
+
+@dataclass(frozen=True)
+class Batch:
+    group_number: int
+    batch_number: int
+    data: list
+
+
+def fetch(api_url: str, path: str, group: int, *, source: str, timeout: float = 30,
+          attempts: int = 4, backoff: float = 1.0) -> Fetched:
+    url = f"{api_url}{path}"
+
+    @retry(retry=retry_if_exception_type(_Transient), stop=stop_after_attempt(attempts),
+           wait=wait_exponential(multiplier=backoff, max=30), reraise=False)
+    def attempt() -> Fetched:
+        try:
+            resp = requests.get(url, params={"group_number": group}, timeout=(min(timeout, 10), timeout))
+            body = resp.content  # raises if the body is cut short
+        except requests.Timeout as exc:
+            raise _Transient(f"timed out after {timeout:g}s") from exc
+        except requests.ConnectionError as exc:
+            raise _Transient(f"connection failed: {_root(exc)}") from exc
+        except requests.RequestException as exc:  # ChunkedEncodingError, ContentDecodingError
+            raise _Transient(f"body cut short: {_root(exc)}") from exc
+        if resp.status_code >= 500:
+            raise _Transient(f"HTTP {resp.status_code}")
+        if resp.status_code != 200:
+            raise FetchError(f"{source}: GET {resp.url} answered HTTP {resp.status_code}: {resp.text[:200]}",
+                             "check LAKEHOUSE_BATCH_API_URL, the source path in the contract and the group number")
+        declared = resp.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) != len(body):
+            raise _Transient(f"body cut short: {len(body)} of {declared} bytes")
+        return Fetched(resp.url, body)
+
+    try:
+        return attempt()
+    except RetryError as exc:
+        cause = exc.last_attempt.exception()
+        raise FetchError(f"{source} group {group}: GET {url} failed after {attempts} attempts: {cause}",
+                         "is the batch API up? (`lakehouse status`, LAKEHOUSE_BATCH_API_URL); "
+                         "nothing was written") from exc
+
+
+def _root(exc: BaseException) -> str:
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    return f"{type(exc).__name__}: {exc}"[:200]
+
+
+def parse_envelope(body: bytes, *, source: str, group: int) -> Batch:
+    """The batch envelope, or a PayloadError that says what is wrong with it."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(f"{source} group {group}: the body is not valid JSON ({exc}); "
+                           f"{len(body)} bytes, starting {body[:60]!r}",
+                           "the whole body was quarantined; check the API") from exc
+    if not isinstance(doc, dict):
+        raise PayloadError(f"{source} group {group}: expected a JSON object with group_number, "
+                           f"batch_number and data, got a JSON {type(doc).__name__}",
+                           "the whole body was quarantined; check the API")
+    batch_number = doc.get("batch_number")
+    batch_number = batch_number if isinstance(batch_number, int) and not isinstance(batch_number, bool) else None
+    problems = []
+    for key, kind in (("group_number", int), ("batch_number", int), ("data", list)):
+        if key not in doc:
+            problems.append(f"missing {key!r}")
+        elif not isinstance(doc[key], kind) or isinstance(doc[key], bool):
+            problems.append(f"{key!r} is a {type(doc[key]).__name__}, expected {kind.__name__}")
+    if problems:
+        raise PayloadError(f"{source} group {group}: wrong batch shape: {'; '.join(problems)}",
+                           "the whole body was quarantined; check the API", batch_number)
+    if doc["group_number"] != group:
+        raise PayloadError(f"{source}: asked for group {group}, the API answered group {doc['group_number']}",
+                           "the whole body was quarantined; check the API", batch_number)
+    if batch_number < 1:
+        raise PayloadError(f"{source} group {group}: batch_number {batch_number} is not positive",
+                           "the whole body was quarantined; check the API", batch_number)
+    if not doc["data"]:
+        raise PayloadError(f"{source} group {group} batch {batch_number}: empty 'data' array",
+                           "nothing to ingest; the API published an empty batch", batch_number)
+    return Batch(doc["group_number"], batch_number, doc["data"])
