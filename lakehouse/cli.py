@@ -146,6 +146,56 @@ def demo() -> None:
     click.echo(d.where_to_look(settings))
 
 
+@cli.command()
+@click.option("--source", "-s", "sources", multiple=True, required=True,
+              help="Contract id (contracts/<id>.yaml); repeat for several, or 'all'.")
+@click.option("--group", "-g", type=int, help="Group number to ask the API for [default: LAKEHOUSE_GROUP_NUMBER].")
+@click.option("--batch", "-b", "batch_number", type=int, help="Wait for this batch number, then ingest it.")
+@click.option("--cycle", is_flag=True, help="Ingest every batch as it is published, until batch 10.")
+@click.option("--poll", default=5.0, show_default=True, help="Seconds between polls (--batch, --cycle).")
+@click.option("--timeout", default=30.0, show_default=True, help="HTTP timeout per request, seconds.")
+def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None, cycle: bool,
+           poll: float, timeout: float) -> None:
+    """Ingest batches from the batch API into raw / quarantine / audit (exactly once).
+
+    Without --batch or --cycle, ingests the batch the API publishes now. A batch already
+    ingested is a no-op; a changed payload under an ingested batch number is quarantined
+    and reported. Exit status 1 if any batch was rejected or failed.
+    """
+    from lakehouse.contracts import load_all
+    from spark_jobs.ingest import Ingestor
+
+    if batch_number is not None and cycle:
+        raise click.UsageError("give --batch or --cycle, not both")
+    settings = _settings()
+    contracts = load_all()
+    wanted = list(contracts) if "all" in sources else list(sources)
+    unknown = [s for s in wanted if s not in contracts]
+    if unknown:
+        raise LakehouseError(f"unknown source(s): {', '.join(unknown)}",
+                             f"known: {', '.join(contracts)} (contracts/*.yaml)")
+    group = settings.group_number if group is None else group
+    spark = None
+    bad = 0
+    for source in wanted:
+        ing = Ingestor(settings, contracts[source], spark, timeout=timeout)
+        ing.ensure_tables()
+        spark = ing.spark
+        if cycle:
+            results = ing.ingest_cycle(group, poll=poll, report=click.echo)
+        elif batch_number is not None:
+            results = [ing.ingest_batch_number(group, batch_number, poll=poll)]
+            click.echo(results[0].line())
+        else:
+            results = [ing.ingest(group)]
+            click.echo(results[0].line())
+        bad += sum(r.status in ("rejected", "failed") for r in results)
+    if spark is not None:
+        spark.stop()
+    if bad:
+        raise LakehouseError(f"{bad} batch(es) rejected or failed (see the lines above and audit.ingestion_log)")
+
+
 @cli.group()
 def bench() -> None:
     """Benchmarks; each prints `bench <name>: <value> <unit> (baseline ..., ratio ..., target ...)`."""

@@ -1,0 +1,1 @@
+"""Spark jobs of the platform. Each is a service module called by the `lakehouse` CLI."""

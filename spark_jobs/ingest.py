@@ -1,0 +1,320 @@
+"""Ingest batches of one source into Iceberg, exactly once.
+
+Scope: reads the batch API; writes raw.<source> (valid rows), quarantine.<source> (rejected
+rows with their payload and reasons) and audit.ingestion_log (one row per batch). Never
+deletes or overwrites a row.
+
+Exactly once: every commit carries the batch key (source, group, batch number) and the
+batch id (key + payload checksum) as Iceberg snapshot summary properties, in the same
+commit as its rows. Before writing, each table is checked for the key:
+- same key, same checksum everywhere -> a replay: nothing is written, and it says so;
+- same key, another checksum -> a changed payload: reported and quarantined whole, never
+  merged;
+- key present in some tables only (a crash between commits) -> the missing ones are
+  written, so a rerun completes with no duplicates.
+A PostgreSQL advisory lock per batch key serialises two ingests of the same batch; ingests
+of different batches run concurrently and rely on Iceberg's optimistic commit retries.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pandas as pd
+import psycopg
+
+from lakehouse.contracts import Contract
+from lakehouse.contracts.derive import audit_ddl, quarantine_ddl, raw_ddl, spark_schema
+from lakehouse.errors import LakehouseError
+from lakehouse.ingest.fetch import Batch, FetchError, Fetched, PayloadError, fetch, parse_envelope
+from lakehouse.ingest.validate import Quarantined, Validation, validate_rows
+from lakehouse.settings import Settings
+
+KEY_PROP = "lakehouse.batch-key"
+ID_PROP = "lakehouse.batch-id"
+MAX_BATCH = 10  # batches per cycle (platform.md section 4)
+
+
+class ConservationError(LakehouseError):
+    """rows_in != rows_valid + rows_quarantined: the job refuses to report success."""
+
+
+@dataclass
+class BatchResult:
+    source: str
+    group_number: int
+    batch_number: int | None
+    batch_id: str
+    status: str              # committed | replayed | rejected | failed
+    rows_in: int = 0
+    rows_valid: int = 0
+    rows_quarantined: int = 0
+    snapshot_id: int | None = None
+    checksum: str | None = None
+    message: str = ""
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        b = f"batch {self.batch_number}" if self.batch_number is not None else "batch ?"
+        counts = f"{self.rows_in} in, {self.rows_valid} valid, {self.rows_quarantined} quarantined"
+        tail = f" snapshot {self.snapshot_id}" if self.snapshot_id else ""
+        msg = f" - {self.message}" if self.message else ""
+        return f"{self.source} group {self.group_number} {b}: {self.status}: {counts}{tail} ({self.seconds:.1f}s){msg}"
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Ingestor:
+    """One source, one Spark session; ingest as many batches as asked."""
+
+    def __init__(self, settings: Settings, contract: Contract, spark=None, *, timeout: float = 30,
+                 attempts: int = 4, backoff: float = 1.0):
+        self.settings = settings
+        self.contract = contract
+        self.cat = settings.catalog_name
+        self.raw = f"{self.cat}.raw.{contract.table}"
+        self.quarantine = f"{self.cat}.quarantine.{contract.table}"
+        self.audit = f"{self.cat}.audit.ingestion_log"
+        self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
+        self._spark = spark
+
+    @property
+    def spark(self):
+        if self._spark is None:
+            from lakehouse.spark import spark_session
+
+            self._spark = spark_session(self.settings, f"ingest-{self.contract.id}")
+        return self._spark
+
+    def ensure_tables(self) -> None:
+        for ddl in (raw_ddl(self.contract, self.cat), quarantine_ddl(self.contract, self.cat), audit_ddl(self.cat)):
+            self.spark.sql(ddl)
+        for table in (self.raw, self.quarantine, self.audit):
+            # concurrent ingests of different batches: retry optimistic commits more often
+            self.spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ('commit.retry.num-retries'='20')")
+
+    # ---- exactly-once bookkeeping ------------------------------------------------------
+    def committed_ids(self, table: str, key: str) -> dict[str, int]:
+        """batch id -> snapshot id of the commits in `table` that carry batch key `key`."""
+        rows = self.spark.sql(
+            f"SELECT snapshot_id, summary['{ID_PROP}'] AS batch_id FROM {table}.snapshots "
+            f"WHERE summary['{KEY_PROP}'] = '{key}'").collect()
+        return {r["batch_id"]: r["snapshot_id"] for r in rows}
+
+    @contextmanager
+    def batch_lock(self, key: str):
+        """Session-level advisory lock in the catalog database; released on exit or crash."""
+        s = self.settings
+        with psycopg.connect(host=s.postgres_address, port=s.postgres_port, dbname=s.catalog_db,
+                             user=s.catalog_db_user, password=s.catalog_db_password.get_secret_value(),
+                             autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"lakehouse-ingest:{key}",))
+            yield
+
+    # ---- one batch ---------------------------------------------------------------------
+    def fetch(self, group: int) -> Fetched:
+        return fetch(self.settings.api_url, self.contract.source.path, group, source=self.contract.id,
+                     timeout=self.timeout, attempts=self.attempts, backoff=self.backoff)
+
+    def ingest(self, group: int, fetched: Fetched | None = None) -> BatchResult:
+        """Fetch (unless given) and ingest the batch the API publishes now."""
+        started = now_utc()
+        t0 = time.monotonic()
+        src = self.contract.id
+        try:
+            fetched = fetched or self.fetch(group)
+        except FetchError as exc:
+            result = BatchResult(src, group, None, f"{src}/g{group}/failed/{started.isoformat()}",
+                                 "failed", message=exc.message)
+            self._write_audit(result, started)
+            result.seconds = time.monotonic() - t0
+            return result
+        try:
+            batch = parse_envelope(fetched.body, source=src, group=group)
+        except PayloadError as exc:
+            result = self._reject_payload(group, exc.batch_number, fetched, exc.message, started)
+            result.seconds = time.monotonic() - t0
+            return result
+        result = self._ingest_batch(batch, fetched, started)
+        result.seconds = time.monotonic() - t0
+        return result
+
+    def _key(self, group: int, batch_number: int | None, checksum: str) -> tuple[str, str]:
+        b = batch_number if batch_number is not None else "unparsed"
+        key = f"{self.contract.id}/g{group}/b{b}"
+        return key, f"{key}/{checksum[:16]}"
+
+    def _ingest_batch(self, batch: Batch, fetched: Fetched, started: datetime) -> BatchResult:
+        key, batch_id = self._key(batch.group_number, batch.batch_number, fetched.checksum)
+        with self.batch_lock(key):
+            seen = {t: self.committed_ids(t, key) for t in (self.raw, self.quarantine, self.audit)}
+            other = {i for ids in seen.values() for i in ids if i != batch_id}
+            if other:
+                return self._reject_payload(
+                    batch.group_number, batch.batch_number, fetched,
+                    f"batch {batch.batch_number} of group {batch.group_number} was already ingested with "
+                    f"another payload ({', '.join(sorted(other))}); this payload differs (checksum "
+                    f"{fetched.checksum[:16]}) and was quarantined whole, not merged", started, locked=True)
+            if batch_id in seen[self.audit]:
+                row = self.spark.sql(
+                    f"SELECT rows_in, rows_valid, rows_quarantined, snapshot_id FROM {self.audit} "
+                    f"WHERE batch_id = '{batch_id}' AND status = 'committed'").collect()
+                r = row[0] if row else None
+                return BatchResult(self.contract.id, batch.group_number, batch.batch_number, batch_id,
+                                   "replayed", r["rows_in"] if r else 0, r["rows_valid"] if r else 0,
+                                   r["rows_quarantined"] if r else 0, r["snapshot_id"] if r else None,
+                                   fetched.checksum, "already ingested: nothing written")
+            validation = validate_rows(self.contract, batch.data)
+            if validation.rows_valid + validation.rows_quarantined != validation.rows_in:
+                raise ConservationError(f"{batch_id}: {validation.rows_in} in != {validation.rows_valid} valid + "
+                                        f"{validation.rows_quarantined} quarantined")
+            ingested_at = now_utc()
+            snapshot = seen[self.raw].get(batch_id)
+            if snapshot is None and validation.rows_valid:
+                snapshot = self._write_raw(batch, batch_id, key, validation, ingested_at)
+            if batch_id not in seen[self.quarantine] and validation.rows_quarantined:
+                self._write_quarantine(batch.group_number, batch.batch_number, batch_id, key,
+                                       validation.quarantined, ingested_at)
+            result = BatchResult(self.contract.id, batch.group_number, batch.batch_number, batch_id,
+                                 "committed", validation.rows_in, validation.rows_valid,
+                                 validation.rows_quarantined, snapshot, fetched.checksum)
+            self._write_audit(result, started, key)
+            return result
+
+    def _reject_payload(self, group: int, batch_number: int | None, fetched: Fetched, message: str,
+                        started: datetime, locked: bool = False) -> BatchResult:
+        """Quarantine the whole body (once per checksum) and record a rejected batch."""
+        key, batch_id = self._key(group, batch_number, fetched.checksum)
+        reject_key = f"{key}/rejected/{fetched.checksum[:16]}"
+
+        def write() -> BatchResult:
+            result = BatchResult(self.contract.id, group, batch_number, batch_id, "rejected",
+                                 checksum=fetched.checksum, message=message)
+            if not self.committed_ids(self.quarantine, reject_key):
+                whole = Quarantined(-1, fetched.body.decode("utf-8", errors="replace"), [message])
+                self._write_quarantine(group, batch_number, batch_id, reject_key, [whole], now_utc(),
+                                       whole_payload=True)
+            if not self.committed_ids(self.audit, reject_key):
+                self._write_audit(result, started, reject_key)
+            else:
+                result.message += " (already recorded)"
+            return result
+
+        if locked:
+            return write()
+        with self.batch_lock(reject_key):
+            return write()
+
+    # ---- writes (one Iceberg commit each, tagged with the batch) ------------------------
+    def _append(self, df, table: str, key: str, batch_id: str) -> None:
+        (df.writeTo(table)
+           .option(f"snapshot-property.{KEY_PROP}", key)
+           .option(f"snapshot-property.{ID_PROP}", batch_id)
+           .append())
+
+    def _write_raw(self, batch: Batch, batch_id: str, key: str, v: Validation, ingested_at: datetime) -> int:
+        pdf = v.valid.drop(columns=["_row_index"]).copy()
+        pdf["_batch_id"] = batch_id
+        pdf["_source"] = self.contract.id
+        pdf["_group_number"] = pd.Series([batch.group_number] * len(pdf), dtype="int32")
+        pdf["_batch_number"] = pd.Series([batch.batch_number] * len(pdf), dtype="int32")
+        pdf["_ingested_at"] = pd.Series([ingested_at] * len(pdf), dtype="datetime64[us]")
+        schema = spark_schema(self.contract)
+        df = self.spark.createDataFrame(pdf[[f.name for f in schema.fields]], schema=schema)
+        self._append(df, self.raw, key, batch_id)
+        return self.committed_ids(self.raw, key)[batch_id]
+
+    def _write_quarantine(self, group: int, batch_number: int | None, batch_id: str, key: str,
+                          rows: list[Quarantined], ingested_at: datetime, whole_payload: bool = False) -> None:
+        from pyspark.sql import types as T
+
+        schema = T.StructType([
+            T.StructField("_batch_id", T.StringType()), T.StructField("_source", T.StringType()),
+            T.StructField("_group_number", T.IntegerType()), T.StructField("_batch_number", T.IntegerType()),
+            T.StructField("_row_index", T.IntegerType()), T.StructField("raw_payload", T.StringType()),
+            T.StructField("reasons", T.ArrayType(T.StringType())), T.StructField("_ingested_at", T.TimestampType())])
+        data = [(batch_id, self.contract.id, group, batch_number, None if whole_payload else q.index,
+                 q.raw, q.reasons, ingested_at) for q in rows]
+        self._append(self.spark.createDataFrame(data, schema), self.quarantine, key, batch_id)
+
+    def _write_audit(self, r: BatchResult, started: datetime, key: str | None = None) -> None:
+        from pyspark.sql import types as T
+
+        schema = T.StructType([
+            T.StructField("batch_id", T.StringType()), T.StructField("source", T.StringType()),
+            T.StructField("group_number", T.IntegerType()), T.StructField("batch_number", T.IntegerType()),
+            T.StructField("rows_in", T.LongType()), T.StructField("rows_valid", T.LongType()),
+            T.StructField("rows_quarantined", T.LongType()), T.StructField("snapshot_id", T.LongType()),
+            T.StructField("checksum", T.StringType()), T.StructField("started_at", T.TimestampType()),
+            T.StructField("finished_at", T.TimestampType()), T.StructField("status", T.StringType()),
+            T.StructField("message", T.StringType())])
+        row = [(r.batch_id, r.source, r.group_number, r.batch_number, r.rows_in, r.rows_valid,
+                r.rows_quarantined, r.snapshot_id, r.checksum, started, now_utc(), r.status, r.message)]
+        self._append(self.spark.createDataFrame(row, schema), self.audit, key or r.batch_id, r.batch_id)
+
+    # ---- several batches -----------------------------------------------------------------
+    def current_batch(self, group: int) -> tuple[Fetched, Batch | None]:
+        fetched = self.fetch(group)
+        try:
+            return fetched, parse_envelope(fetched.body, source=self.contract.id, group=group)
+        except PayloadError:
+            return fetched, None
+
+    def ingest_cycle(self, group: int, *, until: int = MAX_BATCH, poll: float = 5.0,
+                     timeout: float = 3600.0, report=print) -> list[BatchResult]:
+        """Ingest each batch as the API publishes it, until batch `until` is in."""
+        results: list[BatchResult] = []
+        done: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fetched, batch = self.current_batch(group)
+            except FetchError as exc:
+                result = BatchResult(self.contract.id, group, None,
+                                     f"{self.contract.id}/g{group}/failed/{now_utc().isoformat()}",
+                                     "failed", message=exc.message)
+                self._write_audit(result, now_utc())
+                report(result.line())
+                return results + [result]
+            number = batch.batch_number if batch else None
+            if number is None or number not in done:
+                result = self.ingest(group, fetched)
+                results.append(result)
+                report(f"[{len(done) + 1}/{until}] " + result.line() if number else result.line())
+                if number is None:
+                    return results
+                done.add(number)
+                if number >= until:
+                    return results
+            if time.monotonic() > deadline:
+                raise LakehouseError(f"{self.contract.id} group {group}: batch {until} not published "
+                                     f"within {timeout:g}s (last seen: {sorted(done)})",
+                                     "is the API's publication period longer than expected?")
+            time.sleep(poll)
+
+    def ingest_batch_number(self, group: int, wanted: int, *, poll: float = 5.0,
+                            timeout: float = 900.0) -> BatchResult:
+        """Wait until the API publishes batch `wanted`, then ingest it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            fetched, batch = self.current_batch(group)
+            if batch is None or batch.batch_number == wanted:
+                return self.ingest(group, fetched)
+            if batch.batch_number > wanted:
+                raise LakehouseError(f"{self.contract.id} group {group}: batch {wanted} is no longer served "
+                                     f"(the API is at batch {batch.batch_number})",
+                                     "the protocol serves only the newest batch; ingest it without --batch")
+            if time.monotonic() > deadline:
+                raise LakehouseError(f"{self.contract.id} group {group}: batch {wanted} not published within "
+                                     f"{timeout:g}s (API at batch {batch.batch_number})")
+            time.sleep(poll)
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
