@@ -160,7 +160,7 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
 
     Without --batch or --cycle, ingests the batch the API publishes now. A batch already
     ingested is a no-op; a changed payload under an ingested batch number is quarantined
-    and reported. Exit status 1 if any batch was rejected or failed.
+    and reported. Exits non-zero if any batch was rejected or failed.
     """
     from lakehouse.contracts import load_all
     from spark_jobs.ingest import Ingestor
