@@ -1,0 +1,97 @@
+"""Per-row validation: every row is valid or quarantined with its reasons; nothing else."""
+
+import pytest
+
+from lakehouse.contracts import load_all
+from lakehouse.ingest.fetch import PayloadError, parse_envelope
+from lakehouse.ingest.validate import validate_rows
+
+A = {"station_code": "MEX-001", "timestamp": "2026-01-01T06:00:00-06:00", "pm25": 10.5, "pm10": 20,
+     "o3": 30, "no2": 10, "temperature": 15, "relative_humidity": 50}
+B = ["iot-00aa11", 1767268800000, 5.0, 0.03, 70.0, 0.5, 3.9]
+
+
+@pytest.fixture(scope="module")
+def contracts():
+    return load_all()
+
+
+def _reasons(v):
+    return {q.index: q.reasons for q in v.quarantined}
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"station_code": None}, "station_code: required, got null"),
+    ({"timestamp": None}, "timestamp: required, got null"),
+    ({"pm25": -1}, "pm25: outside [0.0, 1000.0] (got -1.0)"),
+    ({"relative_humidity": 170}, "relative_humidity: outside [0.0, 100.0]"),
+    ({"pm25": "12.4"}, "pm25: expected double, got str '12.4' (type mismatch"),
+    ({"pm25": True}, "pm25: expected double, got bool"),
+    ({"station_code": "mex1"}, "station_code: does not match"),
+    ({"timestamp": "2026-01-01 06:00"}, "timestamp: does not match"),
+    ({"timestamp": "2026-02-30T06:00:00-06:00"}, "timestamp: not a valid iso8601_offset event time"),
+    ({"pm2_5_ugm3": 3.0}, "pm2_5_ugm3: unknown field (schema drift"),
+])
+def test_network_a_faults_are_quarantined_with_their_reason(contracts, change, reason):
+    v = validate_rows(contracts["network_a"], [A, {**A, **change}, A])
+    assert (v.rows_in, v.rows_valid, v.rows_quarantined) == (3, 2, 1)
+    assert list(_reasons(v)) == [1]
+    assert any(r.startswith(reason) for r in _reasons(v)[1]), _reasons(v)[1]
+
+
+@pytest.mark.parametrize("row, reason", [
+    (B[:3], "malformed row: array of 3 values, the contract has 7 fields"),
+    (B + [1], "malformed row: array of 8 values"),
+    ("garbage", "malformed row: expected a JSON object or array, got str"),
+    (42, "malformed row: expected a JSON object or array, got int"),
+    (B[:3] + [1.5] + B[4:], "ozone: outside [0.0, 1.0] (got 1.5)"),
+    (B[:1] + [1767268800000.5] + B[2:], "ts: expected long, got float"),
+    ([None] + B[1:], "device_id: required, got null"),
+    (B[:1] + [10] + B[2:], "ts: outside [1577836800000.0, 4102444800000.0]"),
+])
+def test_network_b_array_rows(contracts, row, reason):
+    v = validate_rows(contracts["network_b"], [B, row])
+    assert (v.rows_valid, v.rows_quarantined) == (1, 1)
+    assert any(r.startswith(reason) for r in _reasons(v)[1]), _reasons(v)[1]
+
+
+def test_object_rows_work_for_network_b_too(contracts):
+    c = contracts["network_b"]
+    v = validate_rows(c, [dict(zip(c.field_names, B)), B])
+    assert v.rows_valid == 2
+
+
+def test_valid_rows_keep_values_and_get_utc_event_time(contracts):
+    v = validate_rows(contracts["network_a"], [A])
+    row = v.valid.iloc[0]
+    assert row["station_code"] == "MEX-001" and row["pm25"] == 10.5
+    assert str(row["_event_time"]) == "2026-01-01 12:00:00"
+    vb = validate_rows(contracts["network_b"], [B])
+    assert str(vb.valid.iloc[0]["_event_time"]) == "2026-01-01 12:00:00"
+
+
+def test_every_reason_of_a_row_is_kept_and_payload_is_as_sent(contracts):
+    bad = {**A, "station_code": None, "pm25": -3, "o3": 5000}
+    v = validate_rows(contracts["network_a"], [bad])
+    (q,) = v.quarantined
+    assert len(q.reasons) == 3
+    assert '"station_code":null' in q.raw and '"pm25":-3' in q.raw
+
+
+def test_duplicates_and_unknown_stations_are_valid_rows(contracts):
+    v = validate_rows(contracts["network_a"], [A, A, {**A, "station_code": "ZZZ-999"}])
+    assert v.rows_valid == 3
+
+
+@pytest.mark.parametrize("body, message", [
+    (b'{"group_number": 1, "batch_number"', "not valid JSON"),
+    (b"[1, 2, 3]", "got a JSON list"),
+    (b'{"group_number": 1, "batch_number": 2}', "missing 'data'"),
+    (b'{"group_number": 1, "batch_number": "2", "data": [1]}', "'batch_number' is a str"),
+    (b'{"group_number": 2, "batch_number": 2, "data": [1]}', "asked for group 1, the API answered group 2"),
+    (b'{"group_number": 1, "batch_number": 3, "data": []}', "batch 3: empty 'data' array"),
+])
+def test_bad_envelopes_name_the_problem(body, message):
+    with pytest.raises(PayloadError, match=message.replace("[", r"\[")) as err:
+        parse_envelope(body, source="network_a", group=1)
+    assert "network_a" in str(err.value)
