@@ -31,7 +31,7 @@ def doctor() -> None:
     settings = _settings()
     ours = set()
     if supervisor.is_running(settings):
-        ours = {settings.postgres_port, settings.minio_port, settings.minio_console_port, settings.trino_port}
+        ours = set(doc.stack_ports(settings).values())
     checks = doc.run_checks(settings, ours)
     click.echo(doc.format_checks(checks))
     failed = [c for c in checks if not c.ok]
@@ -42,7 +42,7 @@ def doctor() -> None:
 
 @cli.command()
 def up() -> None:
-    """Start PostgreSQL, MinIO and Trino (in that order, each once healthy) and provision them."""
+    """Start PostgreSQL, MinIO, Trino and the batch API simulator (in order, each once healthy)."""
     from lakehouse.stack import manager
 
     manager.up(_settings())
@@ -71,7 +71,7 @@ def status() -> None:
 
 
 @cli.command()
-@click.argument("service", required=False, type=click.Choice(["postgres", "minio", "trino", "supervisord"]))
+@click.argument("service", required=False, type=click.Choice(["postgres", "minio", "trino", "simulator", "supervisord"]))
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "--lines", default=50, show_default=True, help="Lines of history per log.")
 def logs(service: str | None, follow: bool, lines: int) -> None:

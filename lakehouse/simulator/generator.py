@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 import yaml
 
+from lakehouse.errors import LakehouseError
 from lakehouse.settings import REPO_ROOT
 from lakehouse.simulator.faults import (
     QUARANTINE_KINDS,
@@ -80,7 +81,7 @@ _DEFAULT_TEMP_C = 14.0
 _UNKNOWN_PREFIXES = ("PUE", "QRO", "HGO", "MOR", "TLX", "GTO")
 
 
-class SimulatorConfigError(ValueError):
+class SimulatorConfigError(LakehouseError, ValueError):
     """A generator input (network, row format, station registry, contract) is unusable."""
 
 
@@ -303,12 +304,15 @@ class _Layout:
     def __init__(self, spec: NetworkSpec, group_number: int, cycle: int, batch_number: int,
                  rows: int):
         self.n = len(spec.stations)
+        self.rows = rows
+        self.batch_number = batch_number
         self.slots = max(1, -(-rows // self.n))
         self.start, self.end = batch_window(group_number, cycle, batch_number)
         self.start_ms = _ms(self.start)
         self.step_ms = 3_600_000 / self.slots
         # resolution of the network's event time: seconds for A's ISO string, ms for B
         self.unit_ms = 1000 if spec.time_field == "timestamp" else 1
+        self.fmt_time = local_iso if self.unit_ms == 1000 else int
         self.first_hour = WINDOW_START.hour + batch_number - 1
         day_start = datetime.combine(cycle_day(group_number, cycle), WINDOW_START, LOCAL_TZ)
         self.day_start_ms = _ms(day_start)

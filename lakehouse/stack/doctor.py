@@ -46,14 +46,20 @@ def port_owner(port: int) -> str:
     return "another process"
 
 
-def check_ports(settings: Settings, ours: set[int] = frozenset()) -> list[Check]:
-    """Each configured port must be free, unless our own running stack holds it."""
-    ports = {
+def stack_ports(settings: Settings) -> dict[str, int]:
+    """Every port the native stack listens on, by the variable that sets it."""
+    return {
         "LAKEHOUSE_POSTGRES_PORT": settings.postgres_port,
         "LAKEHOUSE_MINIO_PORT": settings.minio_port,
         "LAKEHOUSE_MINIO_CONSOLE_PORT": settings.minio_console_port,
         "LAKEHOUSE_TRINO_PORT": settings.trino_port,
+        "LAKEHOUSE_SIMULATOR_PORT": settings.simulator_port,
     }
+
+
+def check_ports(settings: Settings, ours: set[int] = frozenset()) -> list[Check]:
+    """Each configured port must be free, unless our own running stack holds it."""
+    ports = stack_ports(settings)
     checks = []
     seen: dict[int, str] = {}
     for var, port in ports.items():

@@ -95,7 +95,7 @@ def _prepare(settings: Settings) -> list[Service]:
 def _preflight(settings: Settings, running: bool) -> None:
     ours: set[int] = set()
     if running:
-        ours = {settings.postgres_port, settings.minio_port, settings.minio_console_port, settings.trino_port}
+        ours = set(doctor.stack_ports(settings).values())
     failed = [c for c in doctor.run_checks(settings, ours) if not c.ok]
     if failed:
         raise PreflightError("preflight failed:\n" + doctor.format_checks(failed),

@@ -12,6 +12,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -192,6 +193,20 @@ def trino_service(settings: Settings) -> Service:
         start_timeout=240)
 
 
+# ---- the batch API simulator ------------------------------------------------------------
+
+def simulator_service(settings: Settings) -> Service:
+    """The bundled batch API (lakehouse.simulator): the demo's and the tests' data source."""
+    return Service(
+        name="simulator",
+        command=[sys.executable, "-m", "lakehouse.simulator", "--host", settings.host,
+                 "--port", str(settings.simulator_port),
+                 "--state-file", str(settings.data_path / "simulator" / "state.json")],
+        port_settings={"LAKEHOUSE_SIMULATOR_PORT": settings.simulator_port},
+        health=lambda: simulator_health(settings), url=service_url(settings, "simulator"),
+        env={"PYTHONPATH": str(REPO_ROOT)}, start_timeout=60)
+
+
 # ---- health checks and addresses (no downloads needed to ask) -------------------------
 
 def postgres_health(settings: Settings) -> tuple[bool, str]:
@@ -217,7 +232,12 @@ def trino_health(settings: Settings) -> tuple[bool, str]:
     return True, f"Trino {info.get('nodeVersion', {}).get('version', '?')}"
 
 
-HEALTH = {"postgres": postgres_health, "minio": minio_health, "trino": trino_health}
+def simulator_health(settings: Settings) -> tuple[bool, str]:
+    return http_ok(f"{settings.simulator_url}/health")
+
+
+HEALTH = {"postgres": postgres_health, "minio": minio_health, "trino": trino_health,
+          "simulator": simulator_health}
 
 
 def service_url(settings: Settings, name: str) -> str:
@@ -225,6 +245,7 @@ def service_url(settings: Settings, name: str) -> str:
         "postgres": f"postgresql://{settings.postgres_address}:{settings.postgres_port}",
         "minio": f"{settings.s3_endpoint} (S3), http://{settings.host}:{settings.minio_console_port} (console)",
         "trino": settings.trino_url,
+        "simulator": f"{settings.simulator_url}/docs",
     }[name]
 
 
@@ -249,8 +270,9 @@ def port_free(host: str, port: int) -> bool:
 
 
 # Start order: each service starts only once the ones before it are healthy.
-ORDER = ("postgres", "minio", "trino")
+ORDER = ("postgres", "minio", "trino", "simulator")
 
 
 def all_services(settings: Settings) -> list[Service]:
-    return [postgres_service(settings), minio_service(settings), trino_service(settings)]
+    return [postgres_service(settings), minio_service(settings), trino_service(settings),
+            simulator_service(settings)]

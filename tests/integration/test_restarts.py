@@ -9,6 +9,7 @@ import psutil
 
 from lakehouse.catalog import catalog
 from lakehouse.stack import supervisor
+from lakehouse.stack.services import ORDER
 from lakehouse.trino import query
 
 from .conftest import lakehouse
@@ -30,7 +31,7 @@ def test_data_survives_stop_and_start(stack):
     before = query(stack, f"SELECT id, v FROM {name} ORDER BY id")
     lakehouse("down")
     code, rows = _status()
-    assert code == 3 and rows == {s: ("DOWN", "DOWN") for s in ("postgres", "minio", "trino")}
+    assert code == 3 and rows == {s: ("DOWN", "DOWN") for s in ORDER}
     lakehouse("up")
     assert query(stack, f"SELECT id, v FROM {name} ORDER BY id") == before == [(1, "a"), (2, "b"), (3, None)]
     assert name.split(".")[1] in {t[1] for t in catalog(stack).list_tables("marts")}
@@ -55,6 +56,6 @@ def test_up_after_kill9_of_supervisor_and_children_comes_back_healthy(stack):
     lakehouse("up")
     assert time.monotonic() - t0 < 300
     code, rows = _status()
-    assert code == 0 and rows == {s: ("RUNNING", "healthy") for s in ("postgres", "minio", "trino")}
+    assert code == 0 and rows == {s: ("RUNNING", "healthy") for s in ORDER}
     assert query(stack, f"SELECT answer FROM {name}") == [(42,)]
     assert supervisor.daemon_pid(stack) != pid
