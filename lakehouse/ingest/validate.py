@@ -108,6 +108,14 @@ def _frame(contract: Contract, good: list[tuple[int, dict]]) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
+def _missing(value) -> bool:
+    """None, NaN and pandas' NA (nullable integer columns) are all 'null' to a user."""
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def _describe(exp_type: str, kwargs: dict) -> str:
     if exp_type == "expect_column_values_to_not_be_null":
         return "required, got null"
@@ -144,8 +152,7 @@ def expectations(contract: Contract, df: pd.DataFrame) -> dict[int, list[str]]:
         column = cfg.kwargs.get("column")
         for hit in r.result.get("unexpected_index_list") or []:
             value = hit.get(column)
-            shown = "null" if value is None or (isinstance(value, float) and pd.isna(value)) else _short(
-                value.item() if hasattr(value, "item") else value)
+            shown = "null" if _missing(value) else _short(value.item() if hasattr(value, "item") else value)
             msg = _describe(cfg.type, cfg.kwargs)
             reasons.setdefault(int(hit[ROW_INDEX]), []).append(
                 f"{column}: {msg}" + ("" if msg.endswith("null") else f" (got {shown})"))
