@@ -163,7 +163,7 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
     and reported. Exits non-zero if any batch was rejected or failed.
     """
     from lakehouse.contracts import load_all
-    from spark_jobs.ingest import Ingestor
+    from spark_jobs.ingest import Ingestor, ingest_cycles
 
     if batch_number is not None and cycle:
         raise click.UsageError("give --batch or --cycle, not both")
@@ -175,23 +175,26 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
         raise LakehouseError(f"unknown source(s): {', '.join(unknown)}",
                              f"known: {', '.join(contracts)} (contracts/*.yaml)")
     group = settings.group_number if group is None else group
+    ingestors = []
     spark = None
-    bad = 0
-    for source in wanted:
+    for source in wanted:  # one Spark session for every source
         ing = Ingestor(settings, contracts[source], spark, timeout=timeout)
         ing.ensure_tables()
         spark = ing.spark
+        ingestors.append(ing)
+    try:
         if cycle:
-            results = ing.ingest_cycle(group, poll=poll, report=click.echo)
-        elif batch_number is not None:
-            results = [ing.ingest_batch_number(group, batch_number, poll=poll)]
-            click.echo(results[0].line())
+            results = ingest_cycles(ingestors, group, poll=poll, report=click.echo)
         else:
-            results = [ing.ingest(group)]
-            click.echo(results[0].line())
-        bad += sum(r.status in ("rejected", "failed") for r in results)
-    if spark is not None:
+            results = []
+            for ing in ingestors:
+                r = (ing.ingest_batch_number(group, batch_number, poll=poll) if batch_number is not None
+                     else ing.ingest(group))
+                click.echo(r.line())
+                results.append(r)
+    finally:
         spark.stop()
+    bad = sum(r.status in ("rejected", "failed") for r in results)
     if bad:
         raise LakehouseError(f"{bad} batch(es) rejected or failed (see the lines above and audit.ingestion_log)")
 

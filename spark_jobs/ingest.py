@@ -266,38 +266,6 @@ class Ingestor:
         except PayloadError:
             return fetched, None
 
-    def ingest_cycle(self, group: int, *, until: int = MAX_BATCH, poll: float = 5.0,
-                     timeout: float = 3600.0, report=print) -> list[BatchResult]:
-        """Ingest each batch as the API publishes it, until batch `until` is in."""
-        results: list[BatchResult] = []
-        done: set[int] = set()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fetched, batch = self.current_batch(group)
-            except FetchError as exc:
-                result = BatchResult(self.contract.id, group, None,
-                                     f"{self.contract.id}/g{group}/failed/{now_utc().isoformat()}",
-                                     "failed", message=exc.message)
-                self._write_audit(result, now_utc())
-                report(result.line())
-                return results + [result]
-            number = batch.batch_number if batch else None
-            if number is None or number not in done:
-                result = self.ingest(group, fetched)
-                results.append(result)
-                report(f"[{len(done) + 1}/{until}] " + result.line() if number else result.line())
-                if number is None:
-                    return results
-                done.add(number)
-                if number >= until:
-                    return results
-            if time.monotonic() > deadline:
-                raise LakehouseError(f"{self.contract.id} group {group}: batch {until} not published "
-                                     f"within {timeout:g}s (last seen: {sorted(done)})",
-                                     "is the API's publication period longer than expected?")
-            time.sleep(poll)
-
     def ingest_batch_number(self, group: int, wanted: int, *, poll: float = 5.0,
                             timeout: float = 900.0) -> BatchResult:
         """Wait until the API publishes batch `wanted`, then ingest it."""
@@ -314,6 +282,58 @@ class Ingestor:
                 raise LakehouseError(f"{self.contract.id} group {group}: batch {wanted} not published within "
                                      f"{timeout:g}s (API at batch {batch.batch_number})")
             time.sleep(poll)
+
+
+def ingest_cycles(ingestors: list[Ingestor], group: int, *, until: int = MAX_BATCH, poll: float = 5.0,
+                  timeout: float = 3600.0, report=print) -> list[BatchResult]:
+    """Ingest each source's batches as the API publishes them, polling the sources in turn
+    (the protocol serves only the newest batch, so they advance together), until every
+    source has reached batch `until`. Batches the API published and withdrew between two
+    polls are reported as missed, never skipped silently.
+    """
+    results: list[BatchResult] = []
+    seen: dict[str, set[int]] = {i.contract.id: set() for i in ingestors}
+    deadline = time.monotonic() + timeout
+    while True:
+        for ing in ingestors:
+            src = ing.contract.id
+            if seen[src] and max(seen[src]) >= until:
+                continue
+            try:
+                fetched, batch = ing.current_batch(group)
+            except FetchError as exc:
+                result = BatchResult(src, group, None, f"{src}/g{group}/failed/{now_utc().isoformat()}",
+                                     "failed", message=exc.message)
+                ing._write_audit(result, now_utc())
+                report(result.line())
+                results.append(result)
+                seen[src].add(until)  # give up on this source; the error is recorded
+                continue
+            number = batch.batch_number if batch else None
+            if number is not None and number in seen[src]:
+                continue
+            result = ing.ingest(group, fetched)
+            results.append(result)
+            prefix = f"[{number}/{until}] " if number else ""
+            report(prefix + result.line())
+            if number is None:
+                seen[src].add(until)
+                continue
+            missed = [b for b in range(max(seen[src], default=0) + 1, number)]
+            if missed:
+                report(f"  WARNING {src} group {group}: missed batch(es) {missed}: the API published "
+                       "the next one before they were fetched (poll more often)")
+                results.extend(BatchResult(src, group, b, f"{src}/g{group}/b{b}/missed", "failed",
+                                           message="missed: not fetched before the API moved on")
+                               for b in missed)
+            seen[src].add(number)
+        if all(s and max(s) >= until for s in seen.values()):
+            return results
+        if time.monotonic() > deadline:
+            raise LakehouseError(f"group {group}: batch {until} not reached within {timeout:g}s "
+                                 f"({ {k: sorted(v) for k, v in seen.items()} })",
+                                 "is the API's publication period longer than expected?")
+        time.sleep(poll)
 
 
 def say(msg: str) -> None:
