@@ -143,6 +143,8 @@ def demo() -> None:
     manager.up(settings)
     d.init_namespaces(settings)
     d.smoke_load(settings)
+    results = d.ingest_demo_cycle(settings)
+    click.echo(d.summary_table(results))
     click.echo(d.where_to_look(settings))
 
 

@@ -13,6 +13,16 @@ def test_demo_creates_namespaces_smoke_loads_and_says_where_to_look(stack):
     schemas = {r[0] for r in query(stack, "SHOW SCHEMAS")}
     assert {"raw", "quarantine", "audit", "staging", "marts"} <= schemas
     assert stack.trino_url in proc.stdout and "make sql" in proc.stdout
+    table = [line.split() for line in proc.stdout.splitlines() if line.startswith("  network_")]
+    assert len(table) == 20  # 10 batches x 2 networks
+    assert sorted((r[0], int(r[1])) for r in table) == sorted(
+        (s, b) for s in ("network_a", "network_b") for b in range(1, 11))
+    for source, batch, rows_in, valid, quarantined, status in table:
+        assert status in ("committed", "replayed") and int(rows_in) == int(valid) + int(quarantined) > 0
+    # a second demo replays every batch and writes nothing new
+    again = lakehouse("demo")
+    statuses = [line.split()[-1] for line in again.stdout.splitlines() if line.startswith("  network_")]
+    assert statuses == ["replayed"] * 20
 
 
 def _smoke_rows(settings) -> int:

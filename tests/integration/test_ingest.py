@@ -7,19 +7,17 @@ its batch keys never meet another test's rows.
 """
 
 import itertools
+import os
 import random
-import socket
 import subprocess
 import sys
-import threading
-import time
 
 import pytest
 import requests
-import uvicorn
 
 from lakehouse.contracts import load_all
-from lakehouse.simulator import QUARANTINE_KINDS, create_app, generate_batch
+from lakehouse.simulator import QUARANTINE_KINDS, generate_batch
+from lakehouse.simulator.server import SteppedSimulator
 from lakehouse.trino import query
 from spark_jobs.ingest import Ingestor
 
@@ -28,29 +26,15 @@ _groups = itertools.count(random.Random().randrange(1000, 9000, 50))
 NETWORK = {"network_a": "network-a", "network_b": "network-b"}
 
 
-class Simulator:
+class Simulator(SteppedSimulator):
     """Our batch API simulator as a real HTTP server with a hand-moved clock."""
 
     def __init__(self, tmp_path, fault_rate=0.0, row_format=None):
-        self.t = 2_000_000_000.0
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        super().__init__(tmp_path / "sim-state.json", seed=SEED, rows_per_batch=ROWS,
+                         fault_rate=fault_rate, period_seconds=PERIOD, row_format=row_format)
         self.fault_rate = fault_rate
         self.row_format = row_format
-        app = create_app(seed=SEED, period_seconds=PERIOD, fault_rate=fault_rate, rows_per_batch=ROWS,
-                         state_file=tmp_path / "sim-state.json", row_format=row_format,
-                         clock=lambda: self.t)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        threading.Thread(target=self.server.run, daemon=True).start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "simulator did not start"
-            time.sleep(0.05)
-
-    def next_batch(self):
-        self.t += PERIOD
 
     def arm(self, source, kind, times, delay=30.0):
         requests.post(f"{self.url}/_control/faults", json={
@@ -65,9 +49,6 @@ class Simulator:
         return generate_batch(NETWORK[source], group, cycle, batch, seed=SEED, rows=ROWS,
                               fault_rate=self.fault_rate, row_format=self.row_format)
 
-    def stop(self):
-        self.server.should_exit = True
-
 
 @pytest.fixture(scope="module")
 def contracts():
@@ -80,7 +61,6 @@ def simulator(tmp_path):
 
     def make(**kw):
         sims.append(Simulator(tmp_path / str(len(sims)), **kw))
-        (tmp_path / str(len(sims) - 1)).mkdir(exist_ok=True)
         return sims[-1]
 
     yield make
@@ -234,8 +214,6 @@ def test_two_concurrent_ingests_of_different_batches_both_commit(stack, simulato
     sim = simulator(fault_rate=0.02)
     g1, g2 = next(_groups), next(_groups)
     env_url = {"LAKEHOUSE_BATCH_API_URL": sim.url}
-    import os
-
     procs = [subprocess.Popen([sys.executable, "-m", "lakehouse.cli", "ingest", "-s", "network_a", "-g", str(g)],
                               env={**os.environ, **env_url}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for g in (g1, g2)]
