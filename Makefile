@@ -78,3 +78,7 @@ test-integration: install ## Integration tier (starts and stops its own stack; K
 .PHONY: bench-stack
 bench-stack: install ## Benchmark: warm start and peak RSS per service, against bare starts
 	@$(LH) bench stack
+
+.PHONY: bench-ingest
+bench-ingest: install ## Benchmark: ingest 10k/100k/1M rows end to end, against pyarrow JSON -> Parquet
+	@$(LH) bench ingest

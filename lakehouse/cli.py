@@ -215,6 +215,16 @@ def bench_stack(runs: int) -> None:
     run(_settings(), runs)
 
 
+@bench.command("ingest")
+@click.option("--runs", default=3, show_default=True, help="Runs per size for 10k and 100k rows.")
+@click.option("--big-runs", default=1, show_default=True, help="Runs for 1M rows.")
+def bench_ingest(runs: int, big_runs: int) -> None:
+    """Ingest 10k, 100k and 1M rows end to end, against pyarrow JSON -> Parquet."""
+    from lakehouse.bench.ingest import run
+
+    run(runs, big_runs)
+
+
 def main() -> None:
     try:
         cli(standalone_mode=False)

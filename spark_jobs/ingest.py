@@ -18,6 +18,8 @@ of different batches run concurrently and rely on Iceberg's optimistic commit re
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -64,6 +66,13 @@ class BatchResult:
         tail = f" snapshot {self.snapshot_id}" if self.snapshot_id else ""
         msg = f" - {self.message}" if self.message else ""
         return f"{self.source} group {self.group_number} {b}: {self.status}: {counts}{tail} ({self.seconds:.1f}s){msg}"
+
+
+def failpoint(name: str) -> None:
+    """Crash tests only: die by SIGKILL here when LAKEHOUSE_FAILPOINT names this point."""
+    if os.environ.get("LAKEHOUSE_FAILPOINT") == name:
+        say(f"failpoint {name}: killing this process with SIGKILL")
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def now_utc() -> datetime:
@@ -176,8 +185,10 @@ class Ingestor:
                                         f"{validation.rows_quarantined} quarantined")
             ingested_at = now_utc()
             snapshot = seen[self.raw].get(batch_id)
+            failpoint("before-raw-commit")
             if snapshot is None and validation.rows_valid:
                 snapshot = self._write_raw(batch, batch_id, key, validation, ingested_at)
+            failpoint("after-raw-commit")
             if batch_id not in seen[self.quarantine] and validation.rows_quarantined:
                 self._write_quarantine(batch.group_number, batch.batch_number, batch_id, key,
                                        validation.quarantined, ingested_at)

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 from datetime import datetime, timezone
 
 import psutil
 
-from lakehouse.settings import REPO_ROOT
+from lakehouse.settings import REPO_ROOT, load_settings
 
 BENCH_DOC = REPO_ROOT / "docs" / "benchmarks.md"
+
+# Benchmarks run their own stack (own data folder, env file and ports), like the tests, so
+# a developer's stack and tables are never touched.
+BENCH_ENV = {
+    "LAKEHOUSE_DATA_DIR": str(REPO_ROOT / ".lakehouse-bench"),
+    "LAKEHOUSE_ENV_FILE": str(REPO_ROOT / ".lakehouse-bench.env"),
+    "LAKEHOUSE_POSTGRES_PORT": "25433",
+    "LAKEHOUSE_MINIO_PORT": "29000",
+    "LAKEHOUSE_MINIO_CONSOLE_PORT": "29001",
+    "LAKEHOUSE_TRINO_PORT": "28080",
+    "LAKEHOUSE_SIMULATOR_PORT": "28765",
+}
+
+
+def bench_settings():
+    """Settings of the bench stack; also exported to the environment for child commands."""
+    os.environ.update(BENCH_ENV)
+    return load_settings()
 
 
 def line(name: str, value: float, unit: str, baseline: float, target: str) -> str:

@@ -21,22 +21,13 @@ import time
 
 import psutil
 
-from lakehouse.bench.report import line, write_section
+from lakehouse.bench.report import bench_settings, line, write_section
 from lakehouse.catalog import ensure_namespaces
-from lakehouse.settings import REPO_ROOT, Settings, load_settings
+from lakehouse.settings import Settings
 from lakehouse.stack import manager, supervisor
 from lakehouse.stack.services import ORDER, all_services
 from lakehouse.trino import query
 
-BENCH_ENV = {
-    "LAKEHOUSE_DATA_DIR": str(REPO_ROOT / ".lakehouse-bench"),
-    "LAKEHOUSE_ENV_FILE": str(REPO_ROOT / ".lakehouse-bench.env"),
-    "LAKEHOUSE_POSTGRES_PORT": "25433",
-    "LAKEHOUSE_MINIO_PORT": "29000",
-    "LAKEHOUSE_MINIO_CONSOLE_PORT": "29001",
-    "LAKEHOUSE_TRINO_PORT": "28080",
-    "LAKEHOUSE_SIMULATOR_PORT": "28765",
-}
 WARM_START_TARGET_S = 60
 RSS_TARGET_GIB = 6
 
@@ -149,8 +140,7 @@ def round_bare(settings: Settings) -> tuple[float, dict[str, int]]:
 
 
 def run(_dev_settings: Settings, runs: int) -> list[str]:
-    os.environ.update(BENCH_ENV)
-    settings = load_settings()
+    settings = bench_settings()
     say(f"bench-stack: own stack in {settings.data_path} (ports {settings.postgres_port}, "
         f"{settings.minio_port}, {settings.trino_port}); {runs} round(s) each")
     say("- first start (initialises state; not timed) ...")
