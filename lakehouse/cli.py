@@ -129,8 +129,11 @@ def provision() -> None:
 def init_cmd() -> None:
     """Create the layer namespaces (raw, quarantine, audit, staging, marts)."""
     from lakehouse.demo import init_namespaces
+    from lakehouse.stack import manager
 
-    init_namespaces(_settings())
+    settings = _settings()
+    manager.require(settings, "postgres")
+    init_namespaces(settings)
 
 
 @cli.command()
@@ -165,7 +168,8 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
     and reported. Exits non-zero if any batch was rejected or failed.
     """
     from lakehouse.contracts import load_all
-    from spark_jobs.ingest import Ingestor, ingest_cycles
+    from lakehouse.stack import manager
+    from spark_jobs.ingest import Ingestor, ingest_cycles, warm_up_validation
 
     if batch_number is not None and cycle:
         raise click.UsageError("give --batch or --cycle, not both")
@@ -177,6 +181,8 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
         raise LakehouseError(f"unknown source(s): {', '.join(unknown)}",
                              f"known: {', '.join(contracts)} (contracts/*.yaml)")
     group = settings.group_number if group is None else group
+    manager.require(settings, "postgres", "minio")
+    warm_up_validation()
     ingestors = []
     spark = None
     for source in wanted:  # one Spark session for every source

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,9 +105,6 @@ class Ingestor:
     def ensure_tables(self) -> None:
         for ddl in (raw_ddl(self.contract, self.cat), quarantine_ddl(self.contract, self.cat), audit_ddl(self.cat)):
             self.spark.sql(ddl)
-        for table in (self.raw, self.quarantine, self.audit):
-            # concurrent ingests of different batches: retry optimistic commits more often
-            self.spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ('commit.retry.num-retries'='20')")
 
     # ---- exactly-once bookkeeping ------------------------------------------------------
     def committed_ids(self, table: str, key: str) -> dict[str, int]:
@@ -293,6 +291,15 @@ class Ingestor:
                 raise LakehouseError(f"{self.contract.id} group {group}: batch {wanted} not published within "
                                      f"{timeout:g}s (API at batch {batch.batch_number})")
             time.sleep(poll)
+
+
+def warm_up_validation() -> threading.Thread:
+    """Import Great Expectations (~5-9 s) in the background while the Spark JVM starts."""
+    from lakehouse.contracts.derive import gx_context
+
+    thread = threading.Thread(target=gx_context, name="gx-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def ingest_cycles(ingestors: list[Ingestor], group: int, *, until: int = MAX_BATCH, poll: float = 5.0,

@@ -53,6 +53,12 @@ AUDIT_COLUMNS = (
 )
 
 
+# Iceberg v2, zstd Parquet, and more optimistic-commit retries than the default 4, so that
+# concurrent ingests of different batches into one table all commit.
+_TABLE_PROPS = ("'format-version'='2', 'write.parquet.compression-codec'='zstd', "
+                "'commit.retry.num-retries'='20'")
+
+
 def _columns_sql(columns) -> str:
     return ",\n  ".join(f"{name} {typ} COMMENT '{doc.replace(chr(39), chr(39) * 2)}'"
                         for name, typ, doc in columns)
@@ -79,23 +85,21 @@ def raw_ddl(contract: Contract, catalog: str) -> str:
     return (f"CREATE TABLE IF NOT EXISTS {catalog}.raw.{contract.table} (\n  "
             f"{_columns_sql(raw_columns(contract))}\n) USING iceberg\n"
             "PARTITIONED BY (days(_event_time))\n"
-            "TBLPROPERTIES ('format-version'='2', 'write.parquet.compression-codec'='zstd', "
-            f"'lakehouse.contract'='{contract.id}')")
+            f"TBLPROPERTIES ({_TABLE_PROPS}, 'lakehouse.contract'='{contract.id}')")
 
 
 def quarantine_ddl(contract: Contract, catalog: str) -> str:
     return (f"CREATE TABLE IF NOT EXISTS {catalog}.quarantine.{contract.table} (\n  "
             f"{_columns_sql(QUARANTINE_COLUMNS)}\n) USING iceberg\n"
             "PARTITIONED BY (days(_ingested_at))\n"
-            "TBLPROPERTIES ('format-version'='2', 'write.parquet.compression-codec'='zstd', "
-            f"'lakehouse.contract'='{contract.id}')")
+            f"TBLPROPERTIES ({_TABLE_PROPS}, 'lakehouse.contract'='{contract.id}')")
 
 
 def audit_ddl(catalog: str) -> str:
     return (f"CREATE TABLE IF NOT EXISTS {catalog}.audit.ingestion_log (\n  "
             f"{_columns_sql(AUDIT_COLUMNS)}\n) USING iceberg\n"
             "PARTITIONED BY (source)\n"
-            "TBLPROPERTIES ('format-version'='2')")
+            f"TBLPROPERTIES ({_TABLE_PROPS})")
 
 
 @lru_cache(maxsize=1)

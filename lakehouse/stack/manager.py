@@ -219,6 +219,15 @@ def status(settings: Settings) -> list[dict]:
     return rows
 
 
+def require(settings: Settings, *names: str) -> None:
+    """Fail with a clear message unless these services answer their health checks."""
+    down = [(n, HEALTH[n](settings)[1]) for n in names if not HEALTH[n](settings)[0]]
+    if down:
+        raise StackError("not running: " + ", ".join(f"{n} at {service_url(settings, n)} ({why})"
+                                                    for n, why in down),
+                         "start the stack with `make up` (or `lakehouse up`); `make status` shows it")
+
+
 def logs(settings: Settings, service: str | None, follow: bool, lines: int) -> None:
     names = [service] if service else list(ORDER) + ["supervisord"]
     paths = [settings.log_path / f"{n}.log" for n in names]

@@ -1,5 +1,8 @@
 """An ingest killed with SIGKILL leaves every table at its old or its new snapshot, and a
-rerun completes with no duplicates. Files a dead commit wrote are left in place."""
+rerun completes with no duplicates. Files a dead commit wrote are left in place.
+
+Runs after test_ingest.py (file order), which created the tables and filled them with
+other batches."""
 
 import itertools
 import os
@@ -76,7 +79,6 @@ def rerun_completes(stack, sim, group):
 
 def test_killed_before_the_write(stack, sim):
     group = next(_groups)
-    rerun_completes(stack, sim, next(_groups))  # tables exist and hold other batches
     before = {t: snapshot_of(stack, t) for t in ("raw.network_a", "quarantine.network_a", "audit.ingestion_log")}
     proc = start_ingest(sim, group, "before-raw-commit")
     proc.communicate(timeout=600)
@@ -102,7 +104,6 @@ def test_killed_during_the_commit_after_the_data_files_are_written(stack, sim):
     """Hold the catalog row of raw.network_a so the commit blocks at the pointer swap (its
     data files, manifests and metadata are already in MinIO), then SIGKILL the ingest."""
     group = next(_groups)
-    rerun_completes(stack, sim, next(_groups))
     before = snapshot_of(stack, "raw.network_a")
     files_before = set(_s3_keys(stack, "raw/"))
     s = stack
