@@ -31,7 +31,8 @@ import pandas as pd
 import psycopg
 
 from lakehouse.contracts import Contract
-from lakehouse.contracts.derive import audit_ddl, quarantine_ddl, raw_ddl, spark_schema
+from lakehouse.contracts.derive import (AUDIT_COLUMNS, QUARANTINE_COLUMNS, audit_ddl, quarantine_ddl,
+                                        raw_ddl, spark_schema, struct_type)
 from lakehouse.errors import LakehouseError
 from lakehouse.ingest.fetch import Batch, FetchError, Fetched, PayloadError, fetch, parse_envelope
 from lakehouse.ingest.validate import Quarantined, Validation, validate_rows
@@ -241,28 +242,13 @@ class Ingestor:
 
     def _write_quarantine(self, group: int, batch_number: int | None, batch_id: str, key: str,
                           rows: list[Quarantined], ingested_at: datetime, whole_payload: bool = False) -> None:
-        from pyspark.sql import types as T
-
-        schema = T.StructType([
-            T.StructField("_batch_id", T.StringType()), T.StructField("_source", T.StringType()),
-            T.StructField("_group_number", T.IntegerType()), T.StructField("_batch_number", T.IntegerType()),
-            T.StructField("_row_index", T.IntegerType()), T.StructField("raw_payload", T.StringType()),
-            T.StructField("reasons", T.ArrayType(T.StringType())), T.StructField("_ingested_at", T.TimestampType())])
+        schema = struct_type(QUARANTINE_COLUMNS)
         data = [(batch_id, self.contract.id, group, batch_number, None if whole_payload else q.index,
                  q.raw, q.reasons, ingested_at) for q in rows]
         self._append(self.spark.createDataFrame(data, schema), self.quarantine, key, batch_id)
 
     def _write_audit(self, r: BatchResult, started: datetime, key: str | None = None) -> None:
-        from pyspark.sql import types as T
-
-        schema = T.StructType([
-            T.StructField("batch_id", T.StringType()), T.StructField("source", T.StringType()),
-            T.StructField("group_number", T.IntegerType()), T.StructField("batch_number", T.IntegerType()),
-            T.StructField("rows_in", T.LongType()), T.StructField("rows_valid", T.LongType()),
-            T.StructField("rows_quarantined", T.LongType()), T.StructField("snapshot_id", T.LongType()),
-            T.StructField("checksum", T.StringType()), T.StructField("started_at", T.TimestampType()),
-            T.StructField("finished_at", T.TimestampType()), T.StructField("status", T.StringType()),
-            T.StructField("message", T.StringType())])
+        schema = struct_type(AUDIT_COLUMNS)
         row = [(r.batch_id, r.source, r.group_number, r.batch_number, r.rows_in, r.rows_valid,
                 r.rows_quarantined, r.snapshot_id, r.checksum, started, now_utc(), r.status, r.message)]
         self._append(self.spark.createDataFrame(row, schema), self.audit, key or r.batch_id, r.batch_id)

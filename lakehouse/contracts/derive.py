@@ -72,13 +72,19 @@ def raw_columns(contract: Contract) -> list[tuple[str, str, str]]:
     return cols + list(RAW_METADATA)
 
 
-def spark_schema(contract: Contract):
-    """pyspark StructType of the raw table."""
+def struct_type(columns):
+    """pyspark StructType for (name, SQL type, doc) columns."""
     from pyspark.sql import types as T
 
     spark_type = {"STRING": T.StringType(), "BIGINT": T.LongType(), "DOUBLE": T.DoubleType(),
-                  "BOOLEAN": T.BooleanType(), "TIMESTAMP": T.TimestampType(), "INT": T.IntegerType()}
-    return T.StructType([T.StructField(n, spark_type[t], nullable=True) for n, t, _ in raw_columns(contract)])
+                  "BOOLEAN": T.BooleanType(), "TIMESTAMP": T.TimestampType(), "INT": T.IntegerType(),
+                  "ARRAY<STRING>": T.ArrayType(T.StringType())}
+    return T.StructType([T.StructField(n, spark_type[t], nullable=True) for n, t, _ in columns])
+
+
+def spark_schema(contract: Contract):
+    """pyspark StructType of the raw table."""
+    return struct_type(raw_columns(contract))
 
 
 def raw_ddl(contract: Contract, catalog: str) -> str:

@@ -336,7 +336,7 @@ def test_long_running_services_have_health_checks(services):
         if svc["restart"] != "no":
             hc = svc.get("healthcheck") or {}
             assert hc.get("test") and not hc.get("disable"), f"{name} runs on but has no health check"
-    assert {n for n, s in services.items() if s["restart"] != "no"} == {"postgres", "minio", "trino"}
+    assert {n for n, s in services.items() if s["restart"] != "no"} == {"postgres", "minio", "trino", "simulator"}
 
 
 def test_ports_are_published_on_the_configured_address_only(services):
