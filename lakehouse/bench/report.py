@@ -34,7 +34,7 @@ def bench_settings():
 
 def line(name: str, value: float, unit: str, baseline: float, target: str) -> str:
     ratio = value / baseline if baseline else float("nan")
-    return (f"bench {name}: {value:.2f} {unit} (baseline {baseline:.2f}, ratio {ratio:.2f}, "
+    return (f"bench {name}: {value:.2f} {unit} (baseline {baseline:.2f}, ratio {ratio:.3g}, "
             f"target {target})")
 
 

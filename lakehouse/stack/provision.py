@@ -6,8 +6,6 @@ password there is applied here. Uses the PostgreSQL superuser and MinIO root onl
 
 from __future__ import annotations
 
-import json
-
 import psycopg
 from minio import Minio, MinioAdmin
 from minio.credentials import StaticProvider
@@ -113,6 +111,3 @@ def provision_minio(settings: Settings) -> None:
         admin.user_add(user, secret)
         admin.policy_set(policy, user=user)
 
-
-def describe_policies(settings: Settings) -> str:
-    return json.dumps({u: p for u, (_, p) in service_policies(settings).items()})

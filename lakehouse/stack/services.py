@@ -33,7 +33,6 @@ CONF = REPO_ROOT / "conf"
 class Service:
     name: str
     command: list[str]
-    port_settings: dict[str, int]          # env var name -> port, for preflight messages
     health: Callable[[], tuple[bool, str]]
     url: str
     user: str | None = None
@@ -129,7 +128,6 @@ def postgres_service(settings: Settings) -> Service:
                  "-c", f"listen_addresses={settings.host}", "-c", f"port={settings.postgres_port}",
                  "-c", "unix_socket_directories=", "-c", "max_connections=100",
                  "-c", "shared_buffers=128MB", "-c", "logging_collector=off"],
-        port_settings={"LAKEHOUSE_POSTGRES_PORT": settings.postgres_port},
         health=lambda: postgres_health(settings), url=service_url(settings, "postgres"),
         user=postgres_os_user(), stop_signal="INT", stop_wait=60, start_timeout=60)
 
@@ -144,8 +142,6 @@ def minio_service(settings: Settings) -> Service:
         command=[str(artifacts.minio_binary(settings)), "server", str(data),
                  "--address", f"{settings.host}:{settings.minio_port}",
                  "--console-address", f"{settings.host}:{settings.minio_console_port}", "--quiet"],
-        port_settings={"LAKEHOUSE_MINIO_PORT": settings.minio_port,
-                       "LAKEHOUSE_MINIO_CONSOLE_PORT": settings.minio_console_port},
         health=lambda: minio_health(settings), url=service_url(settings, "minio"),
         env={"MINIO_ROOT_USER": settings.minio_root_user.get_secret_value(),
              "MINIO_ROOT_PASSWORD": settings.minio_root_password.get_secret_value(),
@@ -187,7 +183,6 @@ def trino_service(settings: Settings) -> Service:
         name="trino",
         command=[str(home / "bin" / "launcher"), "run", f"--etc-dir={etc}",
                  f"--data-dir={settings.data_path / 'trino'}"],
-        port_settings={"LAKEHOUSE_TRINO_PORT": settings.trino_port},
         health=lambda: trino_health(settings), url=service_url(settings, "trino"),
         env={"JAVA_HOME": str(java), "PATH": f"{java / 'bin'}:{os.environ.get('PATH', '')}"},
         start_timeout=240)
@@ -202,7 +197,6 @@ def simulator_service(settings: Settings) -> Service:
         command=[sys.executable, "-m", "lakehouse.simulator", "--host", settings.host,
                  "--port", str(settings.simulator_port),
                  "--state-file", str(settings.data_path / "simulator" / "state.json")],
-        port_settings={"LAKEHOUSE_SIMULATOR_PORT": settings.simulator_port},
         health=lambda: simulator_health(settings), url=service_url(settings, "simulator"),
         env={"PYTHONPATH": str(REPO_ROOT)}, start_timeout=60)
 

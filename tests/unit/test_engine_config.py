@@ -51,7 +51,7 @@ def test_no_credential_or_endpoint_literal_in_engine_configs():
 
 
 def test_supervisord_conf_holds_no_secret(settings):
-    svc = Service(name="demo", command=["/bin/true", "--flag"], port_settings={},
+    svc = Service(name="demo", command=["/bin/true", "--flag"],
                   health=lambda: (True, ""), url="-", env={"JAVA_HOME": "/usr/lib/jvm/x"})
     settings.run_path.mkdir(parents=True)
     text = supervisor.render_conf(settings, [svc]).read_text()
