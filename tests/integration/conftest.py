@@ -1,8 +1,9 @@
 """Integration tier: a real native stack (PostgreSQL, MinIO, Trino) plus local Spark.
 
 The tests get their own stack: own data folder, own env file, own ports, so they never
-touch a developer's running stack or its tables. The session starts it with the same
-`lakehouse up` a person runs, and stops it at the end (KEEP=1 leaves it running).
+touch a developer's running stack or its tables. The session wipes that test state, starts
+the stack with the same `lakehouse up` a person runs, and stops it at the end (KEEP=1
+leaves it running for a look).
 """
 
 import os
@@ -44,6 +45,8 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def stack():
+    # Start from empty state: batch keys of an earlier run must not meet this run's.
+    lakehouse("clean", "--yes")
     lakehouse("up")
     lakehouse("init")
     yield load_settings()
