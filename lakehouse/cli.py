@@ -169,7 +169,7 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
     """
     from lakehouse.contracts import load_all
     from lakehouse.stack import manager
-    from spark_jobs.ingest import Ingestor, ingest_cycles, warm_up_validation
+    from spark_jobs.ingest import ingest_cycles, open_ingestors, warm_up_validation
 
     if batch_number is not None and cycle:
         raise click.UsageError("give --batch or --cycle, not both")
@@ -183,13 +183,7 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
     group = settings.group_number if group is None else group
     manager.require(settings, "postgres", "minio")
     warm_up_validation()
-    ingestors = []
-    spark = None
-    for source in wanted:  # one Spark session for every source
-        ing = Ingestor(settings, contracts[source], spark, timeout=timeout)
-        ing.ensure_tables()
-        spark = ing.spark
-        ingestors.append(ing)
+    ingestors = open_ingestors(settings, [contracts[s] for s in wanted], timeout=timeout)
     try:
         if cycle:
             results = ingest_cycles(ingestors, group, poll=poll, report=click.echo)
@@ -201,7 +195,7 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
                 click.echo(r.line())
                 results.append(r)
     finally:
-        spark.stop()
+        ingestors[0].spark.stop()
     bad = sum(r.status in ("rejected", "failed") for r in results)
     if bad:
         raise LakehouseError(f"{bad} batch(es) rejected or failed (see the lines above and audit.ingestion_log)")

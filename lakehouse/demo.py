@@ -51,7 +51,7 @@ def smoke_load(settings: Settings) -> int:
     return rows
 
 
-def ingest_demo_cycle(settings: Settings, spark=None) -> list:
+def ingest_demo_cycle(settings: Settings) -> list:
     """Ingest one full cycle (10 batches) of both networks from the bundled simulator.
 
     The simulator runs here as a real HTTP server whose clock moves on as soon as a batch is
@@ -63,21 +63,17 @@ def ingest_demo_cycle(settings: Settings, spark=None) -> list:
 
     from lakehouse.contracts import load_all
     from lakehouse.simulator.server import SteppedSimulator
-    from spark_jobs.ingest import Ingestor
+    from spark_jobs.ingest import open_ingestors
 
     contracts = load_all()
     with tempfile.TemporaryDirectory() as tmp:
         sim = SteppedSimulator(Path(tmp) / "state.json", seed=settings.simulator_seed,
                                rows_per_batch=settings.simulator_rows_per_batch,
                                fault_rate=settings.simulator_fault_rate)
+        ingestors = []
         try:
             demo_settings = settings.model_copy(update={"batch_api_url": sim.url})
-            ingestors = []
-            for cid in ("network_a", "network_b"):
-                ing = Ingestor(demo_settings, contracts[cid], spark)
-                ing.ensure_tables()
-                spark = ing.spark
-                ingestors.append(ing)
+            ingestors = open_ingestors(demo_settings, [contracts["network_a"], contracts["network_b"]])
             say(f"- ingesting one cycle of both networks, group {settings.group_number} "
                 f"({settings.simulator_rows_per_batch} rows per batch, fault rate {settings.simulator_fault_rate:g})")
             results = []
@@ -90,8 +86,8 @@ def ingest_demo_cycle(settings: Settings, spark=None) -> list:
             return results
         finally:
             sim.stop()
-            if spark is not None:
-                spark.stop()
+            if ingestors:
+                ingestors[0].spark.stop()
 
 
 def summary_table(results: list) -> str:

@@ -138,9 +138,7 @@ class Ingestor:
         try:
             fetched = fetched or self.fetch(group)
         except FetchError as exc:
-            result = BatchResult(src, group, None, f"{src}/g{group}/failed/{started.isoformat()}",
-                                 "failed", message=exc.message)
-            self._write_audit(result, started)
+            result = self.record_fetch_failure(group, exc, started)
             result.seconds = time.monotonic() - t0
             return result
         try:
@@ -151,6 +149,14 @@ class Ingestor:
             return result
         result = self._ingest_batch(batch, fetched, started)
         result.seconds = time.monotonic() - t0
+        return result
+
+    def record_fetch_failure(self, group: int, exc: FetchError, started: datetime) -> BatchResult:
+        """No payload arrived: one `failed` audit row with the error, nothing else written."""
+        src = self.contract.id
+        result = BatchResult(src, group, None, f"{src}/g{group}/failed/{started.isoformat()}",
+                             "failed", message=exc.message)
+        self._write_audit(result, started)
         return result
 
     def _key(self, group: int, batch_number: int | None, checksum: str) -> tuple[str, str]:
@@ -279,6 +285,19 @@ class Ingestor:
             time.sleep(poll)
 
 
+def open_ingestors(settings: Settings, contracts: list[Contract], **options) -> list[Ingestor]:
+    """One Ingestor per source, all on one Spark session, their tables created if missing.
+    `options` (timeout, attempts, backoff) go to every Ingestor."""
+    ingestors: list[Ingestor] = []
+    spark = None
+    for contract in contracts:
+        ing = Ingestor(settings, contract, spark, **options)
+        ing.ensure_tables()
+        spark = ing.spark
+        ingestors.append(ing)
+    return ingestors
+
+
 def warm_up_validation() -> threading.Thread:
     """Import Great Expectations (~5-9 s) in the background while the Spark JVM starts."""
     from lakehouse.contracts.derive import gx_context
@@ -306,9 +325,7 @@ def ingest_cycles(ingestors: list[Ingestor], group: int, *, until: int = MAX_BAT
             try:
                 fetched, batch = ing.current_batch(group)
             except FetchError as exc:
-                result = BatchResult(src, group, None, f"{src}/g{group}/failed/{now_utc().isoformat()}",
-                                     "failed", message=exc.message)
-                ing._write_audit(result, now_utc())
+                result = ing.record_fetch_failure(group, exc, now_utc())
                 report(result.line())
                 results.append(result)
                 seen[src].add(until)  # give up on this source; the error is recorded

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 
+from lakehouse import contracts
+from lakehouse.contracts import CONTRACTS_DIR, Contract
 from lakehouse.errors import LakehouseError
-from lakehouse.settings import REPO_ROOT
 from lakehouse.simulator.faults import (
     QUARANTINE_KINDS,
     ROW_FAULT_KINDS,
@@ -55,7 +55,6 @@ FIRST_DAY = date(2026, 1, 1)
 DAY_WRAP = 9000
 WINDOW_START = time(6, 0)
 STATIONS_CSV = Path(__file__).with_name("stations.csv")
-CONTRACTS_DIR = REPO_ROOT / "contracts"
 DEFAULT_ROW_FORMAT: Mapping[str, str] = {"network-a": "object", "network-b": "array"}
 ROW_FORMATS = ("object", "array")
 # Rows are generated and serialized this many at a time, so a 1M-row batch never holds
@@ -181,32 +180,27 @@ def load_stations(path: Path = STATIONS_CSV) -> tuple[Station, ...]:
 
 
 @lru_cache(maxsize=None)
-def load_contract(network: str) -> dict[str, Any]:
-    """The data contract of `network` (contracts/network_a.yaml for network-a)."""
+def load_contract(network: str) -> Contract:
+    """The validated data contract of `network` (contracts/network_a.yaml for network-a)."""
     _check_network(network)
-    path = CONTRACTS_DIR / f"{network.replace('-', '_')}.yaml"
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SimulatorConfigError(f"contract {path} is unreadable: {exc.strerror}") from exc
+    return contracts.load_contract(CONTRACTS_DIR / f"{network.replace('-', '_')}.yaml")
 
 
 @lru_cache(maxsize=None)
 def network_spec(network: str) -> NetworkSpec:
     contract = load_contract(network)
     fields = tuple(
-        FieldSpec(name=f["name"], type=f["type"], required=bool(f.get("required", False)),
-                  minimum=f.get("minimum"), maximum=f.get("maximum"), pattern=f.get("pattern"),
-                  decimals=_DECIMALS.get(f["name"], 0))
-        for f in contract["fields"])
+        FieldSpec(name=f.name, type=f.type, required=f.required, minimum=f.minimum,
+                  maximum=f.maximum, pattern=f.pattern, decimals=_DECIMALS.get(f.name, 0))
+        for f in contract.fields)
     names = tuple(f.name for f in fields)
     if names != _MODEL_FIELDS[network]:
         raise SimulatorConfigError(
-            f"contract {contract['id']} lists fields {names}, but the simulator's value model "
+            f"contract {contract.id} lists fields {names}, but the simulator's value model "
             f"emits {_MODEL_FIELDS[network]}",
             "update lakehouse/simulator/generator.py to the contract")
-    id_field = contract["natural_key"][0]
-    time_field = contract["event_time"]["field"]
+    id_field = contract.natural_key[0]
+    time_field = contract.event_time.field
     stations = tuple(s for s in load_stations() if s.network == network)
     if not stations:
         raise SimulatorConfigError(f"{STATIONS_CSV} lists no station of {network}")
@@ -219,7 +213,7 @@ def network_spec(network: str) -> NetworkSpec:
     if known & set(unknown):
         raise SimulatorConfigError(f"{STATIONS_CSV} lists a code reserved for unknown "
                                    f"stations: {sorted(known & set(unknown))}")
-    return NetworkSpec(name=network, contract_id=contract["id"], path=contract["source"]["path"],
+    return NetworkSpec(name=network, contract_id=contract.id, path=contract.source.path,
                        fields=fields, id_field=id_field, time_field=time_field,
                        stations=stations, unknown_codes=unknown)
 
