@@ -16,7 +16,7 @@ $(UV):
 	python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
 
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --quiet --compile-bytecode
 	@touch $@
 
 .PHONY: install

@@ -253,11 +253,19 @@ def bench_stack(runs: int) -> None:
 @bench.command("ingest")
 @click.option("--runs", default=3, show_default=True, help="Runs per size for 10k and 100k rows.")
 @click.option("--big-runs", default=1, show_default=True, help="Runs for 1M rows.")
-def bench_ingest(runs: int, big_runs: int) -> None:
+@click.option("--sizes", default="10000,100000,1000000", show_default=True,
+              help="Batch sizes in rows, comma-separated. Only a run of all three updates docs/benchmarks.md.")
+def bench_ingest(runs: int, big_runs: int, sizes: str) -> None:
     """Ingest 10k, 100k and 1M rows end to end, against pyarrow JSON -> Parquet."""
     from lakehouse.bench.ingest import run
 
-    run(runs, big_runs)
+    try:
+        wanted = tuple(int(x) for x in sizes.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"{sizes!r}: expected row counts like 10000,100000", param_hint="--sizes")
+    if not wanted or min(wanted) < 1:
+        raise click.BadParameter(f"{sizes!r}: give at least one positive row count", param_hint="--sizes")
+    run(runs, big_runs, wanted)
 
 
 def main() -> None:

@@ -14,6 +14,10 @@ commit as its rows. Before writing, each table is checked for the key:
   written, so a rerun completes with no duplicates.
 A PostgreSQL advisory lock per batch key serialises two ingests of the same batch; ingests
 of different batches run concurrently and rely on Iceberg's optimistic commit retries.
+
+Only the row writes are Spark jobs. The bookkeeping (does a table exist, which batch ids
+has it committed, the snapshot a write made) reads table metadata through pyiceberg on the
+same catalog: one metadata file per table, no Spark job, no data file opened.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ from lakehouse.settings import Settings
 
 KEY_PROP = "lakehouse.batch-key"
 ID_PROP = "lakehouse.batch-id"
+ROWS_IN_PROP, ROWS_VALID_PROP, ROWS_QUARANTINED_PROP = (
+    "lakehouse.rows-in", "lakehouse.rows-valid", "lakehouse.rows-quarantined")
+RAW_SNAPSHOT_PROP = "lakehouse.raw-snapshot-id"
 MAX_BATCH = 10  # batches per cycle (platform.md section 4)
 
 
@@ -94,6 +101,19 @@ class Ingestor:
         self.audit = f"{self.cat}.audit.ingestion_log"
         self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
         self._spark = spark
+        self._catalog = None
+
+    @property
+    def catalog(self):
+        """pyiceberg on the same catalog, for metadata reads (read-only S3 user)."""
+        if self._catalog is None:
+            from lakehouse.catalog import catalog
+
+            self._catalog = catalog(self.settings)
+        return self._catalog
+
+    def _ident(self, table: str) -> tuple[str, str]:
+        return tuple(table.split(".")[1:])  # catalog.namespace.table -> (namespace, table)
 
     @property
     def spark(self):
@@ -104,16 +124,33 @@ class Ingestor:
         return self._spark
 
     def ensure_tables(self) -> None:
-        for ddl in (raw_ddl(self.contract, self.cat), quarantine_ddl(self.contract, self.cat), audit_ddl(self.cat)):
-            self.spark.sql(ddl)
+        """Create the source's raw and quarantine tables and the audit log if missing (the
+        existence check is a catalog lookup; only a missing table costs a Spark statement)."""
+        for table, ddl in ((self.raw, raw_ddl(self.contract, self.cat)),
+                           (self.quarantine, quarantine_ddl(self.contract, self.cat)),
+                           (self.audit, audit_ddl(self.cat))):
+            if not self.catalog.table_exists(self._ident(table)):
+                self.spark.sql(ddl)  # IF NOT EXISTS: a concurrent creator is harmless
 
     # ---- exactly-once bookkeeping ------------------------------------------------------
+    def _snapshots(self, table: str, key: str):
+        """The snapshots of `table` (current metadata, never cached) carrying batch key `key`."""
+        meta = self.catalog.load_table(self._ident(table)).metadata
+        return [snap for snap in meta.snapshots if snap.summary and snap.summary.get(KEY_PROP) == key]
+
     def committed_ids(self, table: str, key: str) -> dict[str, int]:
         """batch id -> snapshot id of the commits in `table` that carry batch key `key`."""
-        rows = self.spark.sql(
-            f"SELECT snapshot_id, summary['{ID_PROP}'] AS batch_id FROM {table}.snapshots "
-            f"WHERE summary['{KEY_PROP}'] = '{key}'").collect()
-        return {r["batch_id"]: r["snapshot_id"] for r in rows}
+        return {snap.summary.get(ID_PROP): snap.snapshot_id for snap in self._snapshots(table, key)}
+
+    def _replayed(self, batch: Batch, batch_id: str, key: str, checksum: str) -> BatchResult:
+        """The result of a batch already committed, from its audit commit's properties."""
+        props = next((snap.summary for snap in self._snapshots(self.audit, key)
+                      if snap.summary.get(ID_PROP) == batch_id), {})
+        counts = [int(props.get(p, 0)) for p in (ROWS_IN_PROP, ROWS_VALID_PROP, ROWS_QUARANTINED_PROP)]
+        snapshot = props.get(RAW_SNAPSHOT_PROP)
+        return BatchResult(self.contract.id, batch.group_number, batch.batch_number, batch_id, "replayed",
+                           *counts, int(snapshot) if snapshot else None, checksum,
+                           "already ingested: nothing written")
 
     @contextmanager
     def batch_lock(self, key: str):
@@ -176,14 +213,7 @@ class Ingestor:
                     f"another payload ({', '.join(sorted(other))}); this payload differs (checksum "
                     f"{fetched.checksum[:16]}) and was quarantined whole, not merged", started, locked=True)
             if batch_id in seen[self.audit]:
-                row = self.spark.sql(
-                    f"SELECT rows_in, rows_valid, rows_quarantined, snapshot_id FROM {self.audit} "
-                    f"WHERE batch_id = '{batch_id}' AND status = 'committed'").collect()
-                r = row[0] if row else None
-                return BatchResult(self.contract.id, batch.group_number, batch.batch_number, batch_id,
-                                   "replayed", r["rows_in"] if r else 0, r["rows_valid"] if r else 0,
-                                   r["rows_quarantined"] if r else 0, r["snapshot_id"] if r else None,
-                                   fetched.checksum, "already ingested: nothing written")
+                return self._replayed(batch, batch_id, key, fetched.checksum)
             validation = validate_rows(self.contract, batch.data)
             if validation.rows_valid + validation.rows_quarantined != validation.rows_in:
                 raise ConservationError(f"{batch_id}: {validation.rows_in} in != {validation.rows_valid} valid + "
@@ -228,11 +258,13 @@ class Ingestor:
             return write()
 
     # ---- writes (one Iceberg commit each, tagged with the batch) ------------------------
-    def _append(self, df, table: str, key: str, batch_id: str) -> None:
-        (df.writeTo(table)
-           .option(f"snapshot-property.{KEY_PROP}", key)
-           .option(f"snapshot-property.{ID_PROP}", batch_id)
-           .append())
+    def _append(self, df, table: str, key: str, batch_id: str, **props: str) -> None:
+        writer = (df.writeTo(table)
+                    .option(f"snapshot-property.{KEY_PROP}", key)
+                    .option(f"snapshot-property.{ID_PROP}", batch_id))
+        for name, value in props.items():
+            writer = writer.option(f"snapshot-property.{name}", value)
+        writer.append()
 
     def _write_raw(self, batch: Batch, batch_id: str, key: str, v: Validation, ingested_at: datetime) -> int:
         pdf = v.valid.drop(columns=["_row_index"]).copy()
@@ -257,7 +289,12 @@ class Ingestor:
         schema = struct_type(AUDIT_COLUMNS)
         row = [(r.batch_id, r.source, r.group_number, r.batch_number, r.rows_in, r.rows_valid,
                 r.rows_quarantined, r.snapshot_id, r.checksum, started, now_utc(), r.status, r.message)]
-        self._append(self.spark.createDataFrame(row, schema), self.audit, key or r.batch_id, r.batch_id)
+        # The counts ride along as snapshot properties too, so a replay answers from metadata.
+        props = {ROWS_IN_PROP: str(r.rows_in), ROWS_VALID_PROP: str(r.rows_valid),
+                 ROWS_QUARANTINED_PROP: str(r.rows_quarantined)}
+        if r.snapshot_id is not None:
+            props[RAW_SNAPSHOT_PROP] = str(r.snapshot_id)
+        self._append(self.spark.createDataFrame(row, schema), self.audit, key or r.batch_id, r.batch_id, **props)
 
     # ---- several batches -----------------------------------------------------------------
     def current_batch(self, group: int) -> tuple[Fetched, Batch | None]:
@@ -300,6 +337,8 @@ def open_ingestors(settings: Settings, contracts: list[Contract], **options) -> 
 
 def warm_up_validation() -> threading.Thread:
     """Import Great Expectations (~5-9 s) in the background while the Spark JVM starts."""
+    import pyspark.sql  # noqa: F401  (GE imports pyspark too: two threads importing it race)
+
     from lakehouse.contracts.derive import gx_context
 
     thread = threading.Thread(target=gx_context, name="gx-warm-up", daemon=True)

@@ -68,7 +68,7 @@ def ours_seconds(settings, rows: int, group: int, folder: Path) -> tuple[float, 
     return elapsed, proc.stdout.strip().splitlines()[-1]
 
 
-def run(runs: int = 3, big_runs: int = 1) -> list[str]:
+def run(runs: int = 3, big_runs: int = 1, sizes: tuple[int, ...] = SIZES) -> list[str]:
     settings = bench_settings()
     say(f"bench-ingest: own stack in {settings.data_path}")
     manager.up(settings)
@@ -78,7 +78,11 @@ def run(runs: int = 3, big_runs: int = 1) -> list[str]:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            for rows in SIZES:
+            # Untimed warm-up: creates the tables and, on a new machine, records the Spark
+            # driver's class-data archive (lakehouse/spark.py), a one-off cost reported here.
+            seconds, _ = ours_seconds(settings, 1000, next(groups) % 9999, folder)
+            say(f"  warm-up ingest of 1,000 rows: {seconds:.1f}s (not timed below)")
+            for rows in sizes:
                 n = big_runs if rows >= 1_000_000 else runs
                 ours, floor = [], []
                 for i in range(n):
@@ -111,7 +115,10 @@ def run(runs: int = 3, big_runs: int = 1) -> list[str]:
         *lines,
         "```",
     ])
-    write_section("bench-ingest", body)
+    if tuple(sizes) == SIZES:
+        write_section("bench-ingest", body)
+    else:
+        say("partial run (--sizes): docs/benchmarks.md left as it was")
     for out in lines:
         print(out)
     return lines

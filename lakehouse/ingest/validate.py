@@ -45,18 +45,14 @@ class Validation:
         return len(self.quarantined)
 
 
-def _type_ok(kind: str, value) -> bool:
-    if value is None:
-        return True
-    if kind == "string":
-        return isinstance(value, str)
-    if kind == "double":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == "long":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "boolean":
-        return isinstance(value, bool)
-    raise AssertionError(kind)
+# The Python types a JSON value may have for each contract type (strict: a string is never
+# a number, and JSON true/false is never a number either).
+_ALLOWED = {
+    "string": {str, type(None)},
+    "double": {int, float, type(None)},
+    "long": {int, type(None)},
+    "boolean": {bool, type(None)},
+}
 
 
 def _short(value) -> str:
@@ -64,47 +60,59 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def structure_and_types(contract: Contract, rows: list) -> tuple[list[tuple[int, dict]], list[Quarantined]]:
-    """Rows that are well-formed and well-typed, and the others with their reasons."""
+def structure_and_types(contract: Contract, rows: list) -> tuple[list[int], dict[str, list], list[Quarantined]]:
+    """Split rows into well-formed, well-typed ones and the others with their reasons.
+
+    Column-wise, so a large batch costs a few passes in C rather than a Python loop of
+    checks per row: a column whose set of value types is allowed needs no look at each row.
+    Returns the positions of the good rows, their columns, and the quarantined rows.
+    """
     names = contract.field_names
-    types = {f.name: f.type for f in contract.fields}
     known = set(names)
-    good: list[tuple[int, dict]] = []
-    bad: list[Quarantined] = []
+    reasons: dict[int, list[str]] = {}
+    records: list[dict] = []
+    positions: list[int] = []
     for i, row in enumerate(rows):
-        reasons: list[str] = []
-        if isinstance(row, dict):
-            record = row
-            for extra in sorted(set(row) - known):
-                reasons.append(f"{extra}: unknown field (schema drift; contract policy: quarantine)")
-        elif isinstance(row, list):
-            if len(row) != len(names):
-                reasons.append(f"malformed row: array of {len(row)} values, the contract has "
-                               f"{len(names)} fields ({', '.join(names)})")
-                record = {}
-            else:
-                record = dict(zip(names, row))
+        if type(row) is dict:
+            if row.keys() <= known:
+                records.append(row)
+                positions.append(i)
+                continue
+            reasons[i] = [f"{extra}: unknown field (schema drift; contract policy: quarantine)"
+                          for extra in sorted(set(row) - known)]
+        elif type(row) is list:
+            if len(row) == len(names):
+                records.append(dict(zip(names, row)))
+                positions.append(i)
+                continue
+            reasons[i] = [f"malformed row: array of {len(row)} values, the contract has "
+                          f"{len(names)} fields ({', '.join(names)})"]
         else:
-            reasons.append(f"malformed row: expected a JSON object or array, got {type(row).__name__} {_short(row)}")
-            record = {}
-        if not reasons:
-            for name in names:
-                value = record.get(name)
-                if not _type_ok(types[name], value):
-                    reasons.append(f"{name}: expected {types[name]}, got {type(value).__name__} "
-                                   f"{_short(value)} (type mismatch; contract policy: quarantine)")
-        if reasons:
-            bad.append(Quarantined(i, orjson.dumps(row).decode(), reasons))
-        else:
-            good.append((i, {n: record.get(n) for n in names}))
-    return good, bad
-
-
-def _frame(contract: Contract, good: list[tuple[int, dict]]) -> pd.DataFrame:
-    dtypes = {"string": "object", "double": "float64", "long": "Int64", "boolean": "boolean"}
-    data = {ROW_INDEX: [i for i, _ in good]}
+            reasons[i] = [f"malformed row: expected a JSON object or array, got {type(row).__name__} {_short(row)}"]
+    columns: dict[str, list] = {}
     for f in contract.fields:
-        data[f.name] = pd.Series([r[f.name] for _, r in good], dtype=dtypes[f.type])
+        col = [r.get(f.name) for r in records]
+        allowed = _ALLOWED[f.type]
+        if not set(map(type, col)) <= allowed:
+            for pos in [pos for pos, value in enumerate(col) if type(value) not in allowed]:
+                value = col[pos]
+                reasons.setdefault(positions[pos], []).append(
+                    f"{f.name}: expected {f.type}, got {type(value).__name__} {_short(value)} "
+                    "(type mismatch; contract policy: quarantine)")
+        columns[f.name] = col
+    bad = [Quarantined(i, orjson.dumps(rows[i]).decode(), why) for i, why in reasons.items()]
+    if bad:
+        keep = [pos for pos, i in enumerate(positions) if i not in reasons]
+        positions = [positions[pos] for pos in keep]
+        columns = {name: [col[pos] for pos in keep] for name, col in columns.items()}
+    return positions, columns, bad
+
+
+def _frame(contract: Contract, positions: list[int], columns: dict[str, list]) -> pd.DataFrame:
+    dtypes = {"string": "object", "double": "float64", "long": "Int64", "boolean": "boolean"}
+    data = {ROW_INDEX: pd.Series(positions, dtype="int64")}
+    for f in contract.fields:
+        data[f.name] = pd.Series(columns[f.name], dtype=dtypes[f.type])
     return pd.DataFrame(data)
 
 
@@ -169,23 +177,43 @@ def parse_event_time(fmt: str, value) -> datetime:
     return parsed.astimezone(timezone.utc)
 
 
+# The common ISO 8601 shapes, parsed vectorised; anything else is parsed row by row with
+# datetime.fromisoformat, which decides (and explains) what is accepted.
+_ISO_FAST = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})$"
+
+
+def event_times(fmt: str, values: pd.Series) -> tuple[pd.Series, dict[int, str]]:
+    """UTC (naive) event times of a column, and position -> error for those that don't parse."""
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
+    if fmt == "epoch_ms":
+        fast = values.notna()
+        parse = lambda v: pd.to_datetime(v.astype("int64"), unit="ms", utc=True, errors="coerce")  # noqa: E731
+    else:
+        fast = values.str.match(_ISO_FAST, na=False).astype(bool)
+        parse = lambda v: pd.to_datetime(v, format="ISO8601", utc=True, errors="coerce")  # noqa: E731
+    if fast.any():
+        out[fast] = parse(values[fast]).dt.tz_localize(None).astype("datetime64[us]")
+    slow = ~fast | out.isna()  # not the common shape, or out of range: decided row by row
+    errors: dict[int, str] = {}
+    for pos in values.index[slow]:
+        value = values[pos]
+        try:
+            out[pos] = parse_event_time(fmt, value).replace(tzinfo=None)
+        except (ValueError, OverflowError, OSError, TypeError) as exc:
+            errors[pos] = f"not a valid {fmt} event time (got {_short(value)}: {exc})"
+    return out, errors
+
+
 def validate_rows(contract: Contract, rows: list) -> Validation:
-    good, bad = structure_and_types(contract, rows)
-    df = _frame(contract, good)
+    positions, columns, bad = structure_and_types(contract, rows)
+    df = _frame(contract, positions, columns)
     failed = expectations(contract, df)
     et = contract.event_time
-    times: list = []
-    for pos, (i, record) in enumerate(good):
-        if i in failed:
-            times.append(None)
-            continue
-        try:
-            times.append(parse_event_time(et.format, record[et.field]).replace(tzinfo=None))
-        except (ValueError, OverflowError, OSError) as exc:
-            failed.setdefault(i, []).append(f"{et.field}: not a valid {et.format} event time "
-                                            f"(got {_short(record[et.field])}: {exc})")
-            times.append(None)
-    df["_event_time"] = pd.Series(times, dtype="datetime64[us]")
+    checked = ~df[ROW_INDEX].isin(failed.keys())
+    times, errors = event_times(et.format, df.loc[checked, et.field])
+    for pos, message in errors.items():
+        failed.setdefault(int(df.at[pos, ROW_INDEX]), []).append(f"{et.field}: {message}")
+    df["_event_time"] = times.reindex(df.index)
     for i, reasons in failed.items():
         bad.append(Quarantined(i, orjson.dumps(rows[i]).decode(), reasons))  # as it arrived
     bad.sort(key=lambda q: q.index)
@@ -195,4 +223,3 @@ def validate_rows(contract: Contract, rows: list) -> Validation:
         raise AssertionError(f"row conservation broken: {result.rows_in} in, {result.rows_valid} valid, "
                              f"{result.rows_quarantined} quarantined")
     return result
-
