@@ -62,6 +62,18 @@ sql: $(VENV)/.synced ## Trino CLI on the lakehouse catalog; Q="SELECT ..." runs 
 demo: install ## Start the platform, create the namespaces, smoke-load through Spark, print where to look
 	@$(LH) demo
 
+.PHONY: dbt-build
+dbt-build: $(VENV)/.synced ## dbt build (seeds, models, tests) against the stack's Trino
+	@$(LH) dbt build
+
+.PHONY: dbt
+dbt: $(VENV)/.synced ## Any dbt command: make dbt ARGS="test -s fct_observations"
+	@$(LH) dbt $(ARGS)
+
+.PHONY: lint-sql
+lint-sql: $(VENV)/.synced ## sqlfluff on the dbt models (Trino dialect, dbt templater; needs the stack up)
+	@$(LH) lint-sql
+
 .PHONY: test
 test: install ## Run every test: unit tier, then the integration tier against the native stack
 	$(PYTEST) tests/unit -q

@@ -13,7 +13,7 @@ from lakehouse.settings import Settings
 
 # The platform's layers (docs/architecture.md). Each namespace is pinned to s3://<bucket>/<ns>
 # so every engine writes a layer under the prefix its S3 policy allows.
-NAMESPACES = ("raw", "quarantine", "audit", "staging", "marts")
+NAMESPACES = ("raw", "quarantine", "audit", "staging", "intermediate", "marts")
 
 
 def catalog(settings: Settings) -> Catalog:

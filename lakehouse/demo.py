@@ -1,8 +1,10 @@
 """`make demo`: namespaces, a smoke load through Spark, one ingested cycle of both station
-networks from the bundled simulator, the counts per batch, and where to look next.
+networks from the bundled simulator, the counts per batch, `dbt build` of the marts, a short
+summary of them, and where to look next.
 
-Scope: creates the layer namespaces; writes audit.smoke_load (one row per run) and ingests
-into raw / quarantine / audit exactly once. Never deletes.
+Scope: creates the layer namespaces; writes audit.smoke_load (one row per run), ingests
+into raw / quarantine / audit exactly once, and builds staging and marts with dbt. Never
+deletes.
 """
 
 from __future__ import annotations
@@ -90,6 +92,42 @@ def ingest_demo_cycle(settings: Settings) -> list:
                 ingestors[0].spark.stop()
 
 
+def build_marts(settings: Settings) -> None:
+    """`dbt build` (seeds, models, tests) on what was ingested."""
+    from lakehouse import dbt
+
+    say("- dbt build: staging views, marts and their tests, on Trino ...")
+    t0 = time.monotonic()
+    dbt.require_sources(settings)
+    dbt.run(settings, ["build"], report=say)
+    say(f"  dbt build done ({time.monotonic() - t0:.0f}s)")
+
+
+def marts_summary(settings: Settings) -> str:
+    """States with the highest PM2.5 on the latest day, and data quality per source."""
+    states = query(settings, """
+        SELECT state_name, day_utc, round(mean_value, 1), stations_reporting, stations_exceeding,
+               round(completeness_pct, 1)
+        FROM marts.fct_daily_state_indicators
+        WHERE metric = 'pm25'
+          AND day_utc = (SELECT max(day_utc) FROM marts.fct_daily_state_indicators WHERE metric = 'pm25')
+        ORDER BY mean_value DESC LIMIT 5""")
+    quality = query(settings, """
+        SELECT source, count(*), sum(rows_in), sum(rows_quarantined), sum(rows_unknown_station),
+               count_if(status <> 'committed')
+        FROM marts.mart_data_quality GROUP BY source ORDER BY source""")
+    lines = ["", "marts: states with the highest PM2.5 on the latest day (WHO 2021 24-h guideline: "
+                 "15 ug/m3):",
+             f"  {'state':<20} {'day':<10} {'mean':>6} {'stations':>8} {'over':>5} {'complete %':>10}"]
+    for name, day, mean, reporting, exceeding, complete in states:
+        lines.append(f"  {name:<20} {day!s:<10} {mean:>6} {reporting:>8} {exceeding:>5} {complete:>10}")
+    lines += ["", "marts: data quality per source (mart_data_quality):",
+              f"  {'source':<10} {'batches':>7} {'rows in':>8} {'quar.':>6} {'unknown station':>15} {'not committed':>13}"]
+    for source, batches, rows_in, quarantined, unknown, failed in quality:
+        lines.append(f"  {source:<10} {batches:>7} {rows_in:>8} {quarantined:>6} {unknown:>15} {failed:>13}")
+    return "\n".join(lines)
+
+
 def summary_table(results: list) -> str:
     lines = ["", "rows per batch (in = valid + quarantined):",
              f"  {'source':<10} {'batch':>5} {'in':>6} {'valid':>6} {'quar.':>6}  status"]
@@ -105,6 +143,8 @@ def where_to_look(settings: Settings) -> str:
         "The lakehouse is up. Where to look:",
         f"  Trino web UI      {service_url(settings, 'trino')}/ui/  (user: any name)",
         f"  SQL               make sql   |   make sql Q=\"SELECT * FROM {SMOKE_TABLE}\"",
+        "  marts             make sql Q=\"SELECT * FROM marts.fct_observations_hourly LIMIT 10\" FORMAT=ALIGNED",
+        "  dbt               make dbt-build   |   make dbt ARGS=\"test -s fct_observations\"",
         "  ingested data     make sql Q=\"SELECT batch_number, rows_in, rows_valid, rows_quarantined "
         "FROM audit.ingestion_log ORDER BY finished_at DESC LIMIT 20\" FORMAT=ALIGNED",
         "  quarantine        make sql Q=\"SELECT reasons, count(*) FROM quarantine.network_a GROUP BY 1\" FORMAT=ALIGNED",

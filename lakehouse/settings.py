@@ -13,6 +13,7 @@ import secrets
 import stat
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +75,9 @@ class Settings(BaseSettings):
     simulator_rows_per_batch: int = Field(1000, ge=1)
     batch_api_url: str | None = None
     group_number: int = Field(1, ge=0)
+
+    dbt_target: Literal["dev", "ci", "prod"] = "dev"
+    dbt_threads: int = Field(2, ge=1, le=16)
 
     min_free_disk_gb: float = Field(5, ge=0)
     min_free_memory_gb: float = Field(4, ge=0)

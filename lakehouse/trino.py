@@ -21,11 +21,16 @@ def connect(settings: Settings, schema: str | None = None, user: str = PLATFORM_
 
 
 def query(settings: Settings, sql: str, schema: str | None = None) -> list[tuple]:
+    return query_with_columns(settings, sql, schema)[1]
+
+
+def query_with_columns(settings: Settings, sql: str, schema: str | None = None) -> tuple[list[str], list[tuple]]:
     conn = connect(settings, schema)
     try:
         cur = conn.cursor()
         cur.execute(sql)
-        return [tuple(r) for r in cur.fetchall()]
+        rows = [tuple(r) for r in cur.fetchall()]
+        return [d[0] for d in cur.description or []], rows
     finally:
         conn.close()
 

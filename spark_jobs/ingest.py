@@ -146,11 +146,20 @@ class Ingestor:
         """The result of a batch already committed, from its audit commit's properties."""
         props = next((snap.summary for snap in self._snapshots(self.audit, key)
                       if snap.summary.get(ID_PROP) == batch_id), {})
-        counts = [int(props.get(p, 0)) for p in (ROWS_IN_PROP, ROWS_VALID_PROP, ROWS_QUARANTINED_PROP)]
-        snapshot = props.get(RAW_SNAPSHOT_PROP)
+        names = (ROWS_IN_PROP, ROWS_VALID_PROP, ROWS_QUARANTINED_PROP, RAW_SNAPSHOT_PROP)
+        values = [props.get(p) for p in names]
+        if values[0] is None:  # logged before the counts rode along: read the audit row itself
+            from pyiceberg.expressions import And, EqualTo
+
+            table = self.catalog.load_table(self._ident(self.audit))
+            rows = table.scan(row_filter=And(EqualTo("batch_id", batch_id), EqualTo("status", "committed")),
+                              selected_fields=("rows_in", "rows_valid", "rows_quarantined", "snapshot_id"),
+                              ).to_arrow().to_pylist()
+            values = list(rows[0].values()) if rows else [0, 0, 0, None]
+        counts = [int(v or 0) for v in values[:3]]
+        snapshot = int(values[3]) if values[3] is not None else None
         return BatchResult(self.contract.id, batch.group_number, batch.batch_number, batch_id, "replayed",
-                           *counts, int(snapshot) if snapshot else None, checksum,
-                           "already ingested: nothing written")
+                           *counts, snapshot, checksum, "already ingested: nothing written")
 
     @contextmanager
     def batch_lock(self, key: str):

@@ -160,7 +160,28 @@ def dbt_sources(contracts: list[Contract], catalog: str) -> dict:
                           "error_after": {"count": 60, "period": "minute"}},
             "columns": columns,
         })
-    return {"version": 2, "sources": [{
-        "name": "raw", "database": catalog, "schema": "raw",
-        "description": "Valid rows as delivered by the batch APIs (generated from contracts/; do not edit).",
-        "tables": tables}]}
+    quarantine_columns = [{"name": n, "description": d} for n, _, d in QUARANTINE_COLUMNS]
+    quarantined = [{
+        "name": c.table,
+        "description": f"Rows of {c.title.lower()} batches that failed contracts/{c.id}.yaml, with the "
+                       "payload as received and every reason. Whole unparseable payloads have a null _row_index.",
+        "meta": {"owner": c.owner, "contract": c.id},
+        "columns": quarantine_columns,
+    } for c in contracts]
+    audit_columns = [{"name": n, "description": d} for n, _, d in AUDIT_COLUMNS]
+    return {"version": 2, "sources": [
+        {"name": "raw", "database": catalog, "schema": "raw",
+         "description": "Valid rows as delivered by the batch APIs (generated from contracts/; do not edit).",
+         "tables": tables},
+        {"name": "quarantine", "database": catalog, "schema": "quarantine",
+         "description": "Rejected rows and payloads, with reasons (written by ingestion; generated from contracts/).",
+         "tables": quarantined},
+        {"name": "audit", "database": catalog, "schema": "audit",
+         "description": "Ingestion bookkeeping, one row per batch attempt (written by ingestion).",
+         "tables": [{"name": "ingestion_log",
+                     "description": "One row per batch: counts in, valid and quarantined, snapshot, checksum, timings.",
+                     "loaded_at_field": "finished_at",
+                     "freshness": {"warn_after": {"count": 15, "period": "minute"},
+                                   "error_after": {"count": 60, "period": "minute"}},
+                     "columns": audit_columns}]},
+    ]}

@@ -1,6 +1,6 @@
 """Deterministic readings of the two station networks, one batch at a time.
 
-Scope: pure functions. Reads `stations.csv` and the two data contracts (field order, required
+Scope: pure functions. Reads the station registry (dbt_project/seeds/station_registry.csv) and the two data contracts (field order, required
 fields, ranges); no clock, no network, no global random state. The same (seed, network,
 group, cycle, batch, rows, fault rate, row format) always gives byte-identical data.
 
@@ -32,6 +32,7 @@ import orjson
 from lakehouse import contracts
 from lakehouse.contracts import CONTRACTS_DIR, Contract
 from lakehouse.errors import LakehouseError
+from lakehouse.settings import REPO_ROOT
 from lakehouse.simulator.faults import (
     QUARANTINE_KINDS,
     ROW_FAULT_KINDS,
@@ -54,7 +55,8 @@ FIRST_DAY = date(2026, 1, 1)
 # contract maximum (2100-01-01) for any group and cycle.
 DAY_WRAP = 9000
 WINDOW_START = time(6, 0)
-STATIONS_CSV = Path(__file__).with_name("stations.csv")
+# The station registry is the dbt seed: one file for the simulator and the marts.
+STATIONS_CSV = REPO_ROOT / "dbt_project" / "seeds" / "station_registry.csv"
 DEFAULT_ROW_FORMAT: Mapping[str, str] = {"network-a": "object", "network-b": "array"}
 ROW_FORMATS = ("object", "array")
 # Rows are generated and serialized this many at a time, so a 1M-row batch never holds
@@ -76,7 +78,7 @@ _DECIMALS = {
 # Mean January daytime temperature (C) per state; other states get the default.
 _STATE_TEMP_C = {"09": 13.0, "15": 11.0, "14": 16.0, "19": 15.0}
 _DEFAULT_TEMP_C = 14.0
-# Codes that match each network's pattern but are deliberately absent from stations.csv.
+# Codes that match each network's pattern but are deliberately absent from the registry.
 _UNKNOWN_PREFIXES = ("PUE", "QRO", "HGO", "MOR", "TLX", "GTO")
 
 

@@ -45,7 +45,7 @@ T0 = 1_800_000_000.0
 NETWORKS = ("network-a", "network-b")
 CONTRACT = {n: yaml.safe_load((REPO_ROOT / "contracts" / f"{n.replace('-', '_')}.yaml")
                               .read_text()) for n in NETWORKS}
-STATIONS_CSV = REPO_ROOT / "lakehouse" / "simulator" / "stations.csv"
+STATIONS_CSV = REPO_ROOT / "dbt_project" / "seeds" / "station_registry.csv"
 MEXICO_CITY = timezone(timedelta(hours=-6))  # no DST in Mexico since 2022
 
 

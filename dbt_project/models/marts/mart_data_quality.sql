@@ -1,0 +1,68 @@
+{#-
+  Per source and batch (each row of the ingestion log): rows ingested, valid and
+  quarantined, the quarantine reasons with their counts, and the rows from unknown
+  stations. Reasons are grouped by kind: the field and rule, without the offending value.
+-#}
+with audit as (
+    select * from {{ source('audit', 'ingestion_log') }}
+),
+
+quarantined as (
+    {%- for src in var('source_precedence') %}
+    select q._batch_id, r.reason
+    from {{ source('quarantine', src) }} as q
+    cross join unnest(q.reasons) as r (reason)
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- endfor %}
+),
+
+reason_counts as (
+    select
+        _batch_id,
+        substr(regexp_replace(reason, '(, got | \(got ).*$', ''), 1, 160) as reason_kind,
+        count(*) as n_rows
+    from quarantined
+    group by 1, 2
+),
+
+reasons as (
+    select
+        _batch_id,
+        array_join(array_agg(reason_kind || ': ' || cast(n_rows as varchar) order by n_rows desc, reason_kind), '; ')
+            as quarantine_reasons
+    from reason_counts
+    group by 1
+),
+
+unknown_stations as (
+    select _batch_id, count(*) as rows_unknown_station, array_join(array_sort(array_agg(distinct source_station_code)), ', ') as unknown_station_codes
+    from (
+        select _batch_id, source_station_code from {{ ref('stg_network_a__observations') }} where not is_known_station
+        union all
+        select _batch_id, source_station_code from {{ ref('stg_network_b__observations') }} where not is_known_station
+    )
+    group by 1
+)
+
+select
+    a.source,
+    a.group_number,
+    a.batch_number,
+    a.batch_id,
+    a.status,
+    a.rows_in,
+    a.rows_valid,
+    a.rows_quarantined,
+    round(100.0 * a.rows_quarantined / nullif(a.rows_in, 0), 2) as quarantine_rate_pct,
+    r.quarantine_reasons,
+    coalesce(u.rows_unknown_station, 0) as rows_unknown_station,
+    u.unknown_station_codes,
+    a.snapshot_id,
+    a.started_at,
+    a.finished_at,
+    a.message
+from audit as a
+left join reasons as r on a.batch_id = r._batch_id
+left join unknown_stations as u on a.batch_id = u._batch_id

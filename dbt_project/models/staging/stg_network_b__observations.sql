@@ -1,0 +1,64 @@
+{#-
+  Network B (university IoT sensors), one row per device and event time.
+  Renames to the common names and converts to the common units: epoch milliseconds to UTC,
+  ozone ppm to ppb, Fahrenheit to Celsius, humidity as a fraction to %. Looks up the
+  canonical station and keeps the latest delivery of each natural key.
+-#}
+with source as (
+    select * from {{ source('raw', 'network_b') }}
+),
+
+renamed as (
+    select
+        'network_b' as source,
+        device_id as source_station_code,
+        {{ epoch_ms_to_utc('ts') }} as event_time_utc,
+        pm2_5 as pm25_ugm3,
+        {{ ppm_to_ppb('ozone') }} as o3_ppb,
+        {{ fahrenheit_to_celsius('temp_f') }} as temperature_c,
+        {{ fraction_to_percent('humidity') }} as relative_humidity_pct,
+        battery_v,
+        _batch_id,
+        _group_number,
+        _batch_number,
+        _ingested_at
+    from source
+),
+
+deduplicated as (
+    -- Latest delivery wins; ties are broken by the values (see network A).
+    select *
+    from (
+        select
+            *,
+            row_number() over (
+                partition by source_station_code, event_time_utc
+                order by _ingested_at desc, _batch_number desc, _batch_id desc,
+                    pm25_ugm3, o3_ppb, temperature_c, relative_humidity_pct, battery_v
+            ) as delivery_rank
+        from renamed
+    )
+    where delivery_rank = 1
+),
+
+registry as (
+    select * from {{ ref('station_registry') }} where network = 'network-b'
+)
+
+select
+    d.source,
+    d.source_station_code,
+    coalesce(r.station_id, 'unknown:network_b:' || d.source_station_code) as station_id,
+    r.station_id is not null as is_known_station,
+    d.event_time_utc,
+    d.pm25_ugm3,
+    d.o3_ppb,
+    d.temperature_c,
+    d.relative_humidity_pct,
+    d.battery_v,
+    d._batch_id,
+    d._group_number,
+    d._batch_number,
+    d._ingested_at
+from deduplicated as d
+left join registry as r on d.source_station_code = r.source_code

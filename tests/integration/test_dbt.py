@@ -1,0 +1,222 @@
+"""dbt on the real Trino: a cycle of batches ingested by Spark, `dbt build` after each one,
+then the same marts from one full refresh. Every comparison runs as SQL on the real tables.
+
+The module ingests its own group of both networks from our simulator (real HTTP), so the
+rows it checks are known from the generator's fault manifest; the marts also hold every
+other test's rows, which the reconciliation test covers too.
+"""
+
+import json
+import random
+import shutil
+from datetime import datetime, timezone
+
+import pytest
+
+from lakehouse import dbt
+from lakehouse.contracts import load_all
+from lakehouse.errors import LakehouseError
+from lakehouse.simulator import generate_batch
+from lakehouse.simulator.server import SteppedSimulator
+from lakehouse.trino import query
+from spark_jobs.ingest import MAX_BATCH, Ingestor
+from tests.integration.conftest import lakehouse
+
+SEED, PERIOD, ROWS, FAULTS = 11, 60.0, 300, 0.06
+NETWORK = {"network_a": "network-a", "network_b": "network-b"}
+MARTS = ("fct_observations", "fct_observations_hourly", "dim_stations", "fct_daily_state_indicators",
+         "mart_data_quality")
+
+
+def run_results() -> dict:
+    return json.loads((dbt.DBT_PROJECT / "target" / "run_results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def cycle(stack, spark, tmp_path_factory):
+    """Ingest batches 1..10 of a fresh group for both networks; `lakehouse dbt build` after
+    each. Then copy the incrementally built marts aside and rebuild with --full-refresh."""
+    group = random.Random().randrange(20_000, 30_000)
+    sim = SteppedSimulator(tmp_path_factory.mktemp("dbt-sim") / "state.json", seed=SEED,
+                           rows_per_batch=ROWS, fault_rate=FAULTS, period_seconds=PERIOD)
+    contracts = load_all()
+    ingestors = [Ingestor(stack.model_copy(update={"batch_api_url": sim.url}), contracts[s], spark)
+                 for s in NETWORK]
+    for ing in ingestors:
+        ing.ensure_tables()
+    builds = []
+    try:
+        for batch in range(1, MAX_BATCH + 1):
+            for ing in ingestors:
+                result = ing.ingest(group)
+                assert result.status == "committed" and result.batch_number == batch, result.line()
+            proc = lakehouse("dbt", "build", timeout=1200)
+            builds.append(run_results())
+            assert "Completed successfully" in proc.stdout, proc.stdout[-3000:]
+            sim.next_batch()
+    finally:
+        sim.stop()
+    for mart in MARTS:
+        query(stack, f"DROP TABLE IF EXISTS intermediate.{mart}_incremental")
+        query(stack, f"CREATE TABLE intermediate.{mart}_incremental AS SELECT * FROM marts.{mart}")
+    lakehouse("dbt", "build", "--full-refresh", timeout=1200)
+    full = run_results()
+    batches = {(src, b): generate_batch(NETWORK[src], group, 1, b, seed=SEED, rows=ROWS, fault_rate=FAULTS)
+               for src in NETWORK for b in range(1, MAX_BATCH + 1)}
+    return {"group": group, "builds": builds, "full": full, "batches": batches}
+
+
+def _comparable(settings, table: str) -> str:
+    """SELECT list of `table` with doubles rounded: parallel sums may differ in the last bits."""
+    schema, name = table.split(".")
+    cols = query(settings, "SELECT column_name, data_type FROM information_schema.columns "
+                           f"WHERE table_schema = '{schema}' AND table_name = '{name}' ORDER BY ordinal_position")
+    assert cols, f"{table} has no columns"
+    return ", ".join(f"round({c}, 9) AS {c}" if t in ("double", "real") else c for c, t in cols)
+
+
+@pytest.mark.parametrize("mart", MARTS)
+def test_a_build_after_every_batch_equals_one_full_refresh(stack, cycle, mart):
+    a = f"intermediate.{mart}_incremental"
+    b = f"marts.{mart}"
+    select_a, select_b = _comparable(stack, a), _comparable(stack, b)
+    assert select_a == select_b
+    n_a = query(stack, f"SELECT count(*) FROM {a}")[0][0]
+    n_b = query(stack, f"SELECT count(*) FROM {b}")[0][0]
+    only_a = query(stack, f"SELECT count(*) FROM (SELECT {select_a} FROM {a} EXCEPT SELECT {select_b} FROM {b})")[0][0]
+    only_b = query(stack, f"SELECT count(*) FROM (SELECT {select_b} FROM {b} EXCEPT SELECT {select_a} FROM {a})")[0][0]
+    assert n_b > 0
+    assert (n_a, only_a, only_b) == (n_b, 0, 0)
+
+
+def test_fct_observations_was_incremental_after_the_first_build(cycle):
+    """The per-batch builds really merged (not rebuilt) fct_observations."""
+    for build in cycle["builds"][1:]:
+        node = next(r for r in build["results"] if r["unique_id"] == "model.lakehouse.fct_observations")
+        assert node["status"] == "success"
+        assert "MERGE" in (node.get("adapter_response") or {}).get("_message", "").upper() or \
+            "merge" in json.dumps(node).lower(), node
+
+
+def test_every_test_passed_in_the_full_build_including_reconciliation(cycle):
+    results = cycle["full"]["results"]
+    by_status = {}
+    for r in results:
+        by_status.setdefault(r["status"], []).append(r["unique_id"])
+    assert set(by_status) <= {"success", "pass"}, {k: v for k, v in by_status.items() if k not in ("success", "pass")}
+    ids = {r["unique_id"] for r in results}
+    assert "test.lakehouse.assert_raw_reconciles_to_marts" in ids
+    unit_tests = [i for i in ids if i.startswith("unit_test.")]
+    assert len(unit_tests) >= 7, unit_tests
+
+
+def _utc(row: dict, source: str) -> datetime:
+    if source == "network_a":
+        return datetime.fromisoformat(row["timestamp"]).astimezone(timezone.utc).replace(tzinfo=None)
+    return datetime.fromtimestamp(row[1] / 1000, tz=timezone.utc).replace(tzinfo=None)
+
+
+def test_late_and_out_of_order_rows_land_in_their_hour(stack, cycle):
+    """Every late or out-of-order row of network A (the source that wins shared keys) is in
+    fct_observations at its UTC instant and counted in the hourly row of that hour."""
+    checked = 0
+    for (src, _), batch in cycle["batches"].items():
+        if src != "network_a":
+            continue
+        for i in batch.indices("late") + batch.indices("out_of_order"):
+            row = batch.data[i]
+            if row.get("pm25") is None:
+                continue
+            when = _utc(row, src)
+            got = query(stack, f"""
+                SELECT o.value, h.hour_utc, h.value_min, h.value_max, h.n_observations
+                FROM marts.fct_observations o
+                JOIN marts.fct_observations_hourly h
+                  ON h.station_id = o.station_id AND h.metric = o.metric
+                 AND h.hour_utc = date_trunc('hour', o.event_time_utc)
+                WHERE o.source = 'network_a' AND o.source_station_code = '{row["station_code"]}'
+                  AND o.metric = 'pm25' AND o.event_time_utc = TIMESTAMP '{when:%Y-%m-%d %H:%M:%S}'""")
+            assert len(got) == 1, (row, got)
+            value, hour, lo, hi, n = got[0]
+            assert hour == when.replace(minute=0, second=0, microsecond=0)
+            assert value == pytest.approx(row["pm25"]) and lo <= value <= hi and n >= 1
+            checked += 1
+    assert checked >= 5, "too few late/out-of-order rows in the cycle to prove anything"
+
+
+def test_unknown_stations_show_up_in_dim_stations_and_data_quality(stack, cycle):
+    group = cycle["group"]
+    for (src, b), batch in cycle["batches"].items():
+        unknown = batch.indices("unknown_station")
+        if not unknown:
+            continue
+        code_field = "station_code" if src == "network_a" else 0
+        codes = {batch.data[i][code_field] for i in unknown}
+        keys = {(batch.data[i][code_field], _utc(batch.data[i], src)) for i in unknown}
+        ids = {f"unknown:{src}:{c}" for c in codes}
+        rows = query(stack, "SELECT station_id, is_known_station, state_code FROM marts.dim_stations WHERE station_id IN ("
+                     + ", ".join(f"'{i}'" for i in ids) + ")")
+        assert {r[0] for r in rows} == ids and all(r[1] is False and r[2] is None for r in rows), rows
+        dq = query(stack, "SELECT rows_unknown_station, unknown_station_codes FROM marts.mart_data_quality "
+                          f"WHERE source = '{src}' AND group_number = {group} AND batch_number = {b} "
+                          "AND status = 'committed'")
+        assert len(dq) == 1
+        assert dq[0][0] == len(keys), (src, b, dq, keys)
+        assert set(dq[0][1].split(", ")) == codes
+
+
+def test_data_quality_counts_match_the_generator(stack, cycle):
+    """Per batch: rows in, quarantined, and quarantine reasons by kind, as the manifest says."""
+    group = cycle["group"]
+    for (src, b), batch in cycle["batches"].items():
+        rows = query(stack, "SELECT rows_in, rows_valid, rows_quarantined, quarantine_reasons FROM marts.mart_data_quality "
+                            f"WHERE source = '{src}' AND group_number = {group} AND batch_number = {b}")
+        assert len(rows) == 1
+        rows_in, valid, quarantined, reasons = rows[0]
+        assert (rows_in, valid + quarantined) == (ROWS, ROWS)
+        assert quarantined == len(batch.quarantine_indices)
+        if quarantined:
+            counted = sum(int(part.rsplit(": ", 1)[1]) for part in reasons.split("; "))
+            assert counted >= quarantined  # a row may carry several reasons
+
+
+def test_source_freshness_passes_after_ingesting(cycle):
+    proc = lakehouse("dbt", "source", "freshness")
+    assert "PASS" in proc.stdout and "ERROR STALE" not in proc.stdout, proc.stdout[-2000:]
+
+
+def test_docs_generate(cycle):
+    lakehouse("dbt", "docs", "generate")
+    catalog = json.loads((dbt.DBT_PROJECT / "target" / "catalog.json").read_text())
+    nodes = set(catalog["nodes"])
+    assert {f"model.lakehouse.{m}" for m in MARTS} <= nodes
+
+
+def test_out_of_range_conversion_fails_a_test_naming_the_rows(stack, cycle, tmp_path):
+    """A broken ppm->ppb conversion (x 1e6) makes o3_ppb's range test fail, and the error
+    lists the offending rows (device, event time, batch, value)."""
+    project = tmp_path / "dbt_project"
+    shutil.copytree(dbt.DBT_PROJECT, project, ignore=shutil.ignore_patterns("target", "logs"))
+    macro = project / "macros" / "conversions.sql"
+    macro.write_text(macro.read_text().replace("{{ column }} * 1000.0", "{{ column }} * 1000000.0"))
+    try:
+        with pytest.raises(LakehouseError) as err:
+            dbt.run(stack, ["build", "--select", "stg_network_b__observations"], project=project, capture=True)
+        text = err.value.message
+        assert "value_between_stg_network_b__observations_o3_ppb" in text, text
+        assert "offending rows" in text and "source_station_code='iot-" in text and "offending_value=" in text, text
+    finally:
+        dbt.run(stack, ["run", "--select", "stg_network_b__observations"], capture=True)
+    # the real view is back: its range test passes again
+    dbt.run(stack, ["test", "--select", "stg_network_b__observations"], capture=True)
+
+
+def test_a_missing_source_table_is_a_clear_error(stack, cycle):
+    query(stack, "ALTER TABLE raw.network_b RENAME TO raw.network_b_parked")
+    try:
+        proc = lakehouse("dbt", "build", check=False)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "raw.network_b" in proc.stderr and "lakehouse ingest" in proc.stderr, proc.stderr
+    finally:
+        query(stack, "ALTER TABLE raw.network_b_parked RENAME TO raw.network_b")
+    assert dbt.missing_sources(stack) == []
