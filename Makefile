@@ -91,6 +91,10 @@ test-integration: install ## Integration tier (starts and stops its own stack; K
 bench-stack: install ## Benchmark: warm start and peak RSS per service, against bare starts
 	@$(LH) bench stack
 
+.PHONY: bench-dbt
+bench-dbt: install ## Benchmark: dbt build times and dashboard query latency, against DuckDB over the same Iceberg data
+	@$(LH) bench dbt
+
 .PHONY: bench-ingest
 bench-ingest: install ## Benchmark: ingest 10k/100k/1M rows end to end, against pyarrow JSON -> Parquet
 	@$(LH) bench ingest

@@ -295,6 +295,18 @@ def bench_ingest(runs: int, big_runs: int, sizes: str) -> None:
     run(runs, big_runs, wanted)
 
 
+@bench.command("dbt")
+@click.option("--runs", default=3, show_default=True, help="Incremental builds to time (one batch each).")
+@click.option("--repeats", default=20, show_default=True, help="Runs of each dashboard query per engine.")
+@click.option("--rows", type=int, help="Rows per batch [default: LAKEHOUSE_SIMULATOR_ROWS_PER_BATCH].")
+def bench_dbt(runs: int, repeats: int, rows: int | None) -> None:
+    """dbt full and incremental build times, dbt's overhead, and dashboard query p50/p95 on
+    Trino against DuckDB over the same Iceberg data."""
+    from lakehouse.bench.dbt import run
+
+    run(runs, repeats, rows)
+
+
 def main() -> None:
     try:
         cli(standalone_mode=False)

@@ -3,45 +3,74 @@
   1. Valid rows in the ingestion log = rows in raw, per source.
   2. Quarantined rows in the ingestion log = per-row quarantine entries, per source.
   3. Staging has one row per distinct natural key of raw (deduplication removes exactly the
-     repeated keys).
+     repeated keys; the keys are recomputed here from the raw columns).
   4. fct_observations has one row per distinct (station, metric, event time) of the
      non-null staging readings (cross-source precedence removes exactly the shared keys).
 -#}
-{%- set sources = var('source_precedence') -%}
+{{ config(store_failures=true) }}
+{%- set key_columns = {
+    'network_a': ('station_code', iso_offset_to_utc('"timestamp"')),
+    'network_b': ('device_id', epoch_ms_to_utc('ts')),
+} -%}
 
-with checks as (
-    {%- for src in sources %}
-    select
-        '{{ src }}: valid rows logged = raw rows' as check_name,
-        (select coalesce(sum(rows_valid), 0) from {{ source('audit', 'ingestion_log') }}
-            where source = '{{ src }}' and status = 'committed') as expected,
-        (select count(*) from {{ source('raw', src) }}) as actual
-    union all
-    select
-        '{{ src }}: quarantined rows logged = quarantine rows',
-        (select coalesce(sum(rows_quarantined), 0) from {{ source('audit', 'ingestion_log') }}
-            where source = '{{ src }}' and status = 'committed'),
-        (select count(*) from {{ source('quarantine', src) }} where _row_index is not null)
-    union all
-    select
-        '{{ src }}: staging rows = distinct natural keys in raw',
-        (select count(*) from (
-            select distinct station_code_or_device, event_time from (
-                {%- if src == 'network_a' %}
-                select station_code as station_code_or_device, {{ iso_offset_to_utc('"timestamp"') }} as event_time
-                {%- else %}
-                select device_id as station_code_or_device, {{ epoch_ms_to_utc('ts') }} as event_time
-                {%- endif %}
-                from {{ source('raw', src) }}
-            )
-        )),
-        (select count(*) from {{ ref('stg_' ~ src ~ '__observations') }})
-    union all
+with
+
+{% for src in var('source_precedence') %}
+    {%- set code_column, event_time = key_columns[src] %}
+    logged_{{ src }} as (
+        select
+            coalesce(sum(rows_valid), 0) as rows_valid,
+            coalesce(sum(rows_quarantined), 0) as rows_quarantined
+        from {{ source('audit', 'ingestion_log') }}
+        where source = '{{ src }}' and status = 'committed'
+    ),
+
+    raw_keys_{{ src }} as (
+        select distinct
+            {{ code_column }} as station_code,
+            {{ event_time }} as event_time_utc
+        from {{ source('raw', src) }}
+    ),
+
+    checks_{{ src }} as (
+        select
+            '{{ src }}: valid rows logged = raw rows' as check_name,
+            (select logged.rows_valid from logged_{{ src }} as logged) as expected,
+            (select count(*) from {{ source('raw', src) }}) as actual
+        union all
+        select
+            '{{ src }}: quarantined rows logged = quarantine rows' as check_name,
+            (select logged.rows_quarantined from logged_{{ src }} as logged) as expected,
+            (
+                select count(*) from {{ source('quarantine', src) }}
+                where _row_index is not null
+            ) as actual
+        union all
+        select
+            '{{ src }}: staging rows = distinct natural keys in raw' as check_name,
+            (select count(*) from raw_keys_{{ src }}) as expected,
+            (select count(*) from {{ ref('stg_' ~ src ~ '__observations') }}) as actual
+    ),
+{% endfor %}
+
+observation_keys as (
+    select distinct
+        station_id,
+        metric,
+        event_time_utc
+    from {{ ref('int_observations_unpivoted') }}
+),
+
+checks as (
+    {%- for src in var('source_precedence') %}
+        select * from checks_{{ src }}
+        union all
     {%- endfor %}
     select
-        'fct_observations rows = distinct (station, metric, event time) of staging readings',
-        (select count(*) from (select distinct station_id, metric, event_time_utc from {{ ref('int_observations_unpivoted') }})),
-        (select count(*) from {{ ref('fct_observations') }})
+        'fct_observations rows = distinct (station, metric, event time) of staging readings' as check_name,
+        (select count(*) from observation_keys) as expected,
+        (select count(*) from {{ ref('fct_observations') }}) as actual
 )
 
-select * from checks where expected <> actual
+select * from checks
+where expected <> actual

@@ -4,6 +4,7 @@
   (`lakehouse dbt` prints the stored failures).
 -#}
 {% test value_between(model, column_name, min_value, max_value, key_columns=[]) %}
+{{ config(store_failures=true) }}
 select
     {% for key in key_columns %}{{ key }}, {% endfor %}
     {{ column_name }} as offending_value,

@@ -16,9 +16,19 @@ with registry as (
 ),
 
 unknown as (
-    select station_id, source, source_station_code from {{ ref('stg_network_a__observations') }} where not is_known_station
-    union
-    select station_id, source, source_station_code from {{ ref('stg_network_b__observations') }} where not is_known_station
+    select
+        station_id,
+        source,
+        source_station_code
+    from {{ ref('stg_network_a__observations') }}
+    where not is_known_station
+    union distinct
+    select
+        station_id,
+        source,
+        source_station_code
+    from {{ ref('stg_network_b__observations') }}
+    where not is_known_station
 )
 
 select

@@ -25,16 +25,21 @@ with station_days as (
 
 network_metrics as (
     {%- for network, columns in network_metrics().items() %}
-    {%- for metric, _, _ in columns %}
-    select '{{ network | replace("_", "-") }}' as network, '{{ metric }}' as metric
-    {%- if not loop.last %} union all{% endif %}
-    {%- endfor %}
+        {%- for metric, _, _ in columns %}
+            select
+                '{{ network | replace("_", "-") }}' as network,
+                '{{ metric }}' as metric
+            {%- if not loop.last %} union all{% endif %}
+        {%- endfor %}
     {%- if not loop.last %} union all{% endif %}
     {%- endfor %}
 ),
 
 expected as (
-    select r.state_code, m.metric, count(distinct r.station_id) as stations_expected
+    select
+        r.state_code,
+        m.metric,
+        count(distinct r.station_id) as stations_expected
     from {{ ref('station_registry') }} as r
     inner join network_metrics as m on r.network = m.network
     group by 1, 2
@@ -42,8 +47,10 @@ expected as (
 
 thresholds as (
     {%- for metric, value in thresholds.items() %}
-    select '{{ metric }}' as metric, cast({{ value }} as double) as threshold
-    {%- if not loop.last %} union all{% endif %}
+        select
+            '{{ metric }}' as metric,
+            cast({{ value }} as double) as threshold
+        {%- if not loop.last %} union all{% endif %}
     {%- endfor %}
 )
 

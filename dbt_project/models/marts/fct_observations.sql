@@ -36,11 +36,13 @@ select
     _batch_number,
     _ingested_at
 from ranked
-where key_rank = 1
-{% if is_incremental() %}
-    and _ingested_at > (
-        select coalesce(max(_ingested_at), timestamp '1970-01-01 00:00:00')
-            - interval '{{ var("incremental_lookback_minutes") }}' minute
-        from {{ this }}
-    )
-{% endif %}
+where
+    key_rank = 1
+    {% if is_incremental() %}
+        and _ingested_at > (
+            select
+                coalesce(max(existing._ingested_at), timestamp '1970-01-01 00:00:00')
+                - interval '{{ var("incremental_lookback_minutes") }}' minute
+            from {{ this }} as existing
+        )
+    {% endif %}

@@ -1,7 +1,8 @@
 {#-
   Per source and batch (each row of the ingestion log): rows ingested, valid and
   quarantined, the quarantine reasons with their counts, and the rows from unknown
-  stations. Reasons are grouped by kind: the field and rule, without the offending value.
+  stations. Reasons are grouped by kind: the field and rule, without the offending value,
+  joined with ' | ' (a reason may itself contain ';').
 -#}
 with audit as (
     select * from {{ source('audit', 'ingestion_log') }}
@@ -9,12 +10,14 @@ with audit as (
 
 quarantined as (
     {%- for src in var('source_precedence') %}
-    select q._batch_id, r.reason
-    from {{ source('quarantine', src) }} as q
-    cross join unnest(q.reasons) as r (reason)
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
+        select
+            q._batch_id,
+            r.reason
+        from {{ source('quarantine', src) }} as q
+        cross join unnest(q.reasons) as r (reason)
+        {%- if not loop.last %}
+            union all
+        {%- endif %}
     {%- endfor %}
 ),
 
@@ -30,18 +33,33 @@ reason_counts as (
 reasons as (
     select
         _batch_id,
-        array_join(array_agg(reason_kind || ': ' || cast(n_rows as varchar) order by n_rows desc, reason_kind), '; ')
-            as quarantine_reasons
+        array_join(
+            array_agg(
+                reason_kind || ': ' || cast(n_rows as varchar)
+                order by n_rows desc, reason_kind asc
+            ), ' | '
+        ) as quarantine_reasons
     from reason_counts
-    group by 1
+    group by _batch_id
 ),
 
 unknown_stations as (
-    select _batch_id, count(*) as rows_unknown_station, array_join(array_sort(array_agg(distinct source_station_code)), ', ') as unknown_station_codes
+    select
+        _batch_id,
+        count(*) as rows_unknown_station,
+        array_join(array_sort(array_agg(distinct source_station_code)), ', ') as unknown_station_codes
     from (
-        select _batch_id, source_station_code from {{ ref('stg_network_a__observations') }} where not is_known_station
+        select
+            _batch_id,
+            source_station_code
+        from {{ ref('stg_network_a__observations') }}
+        where not is_known_station
         union all
-        select _batch_id, source_station_code from {{ ref('stg_network_b__observations') }} where not is_known_station
+        select
+            _batch_id,
+            source_station_code
+        from {{ ref('stg_network_b__observations') }}
+        where not is_known_station
     )
     group by 1
 )

@@ -26,24 +26,16 @@ renamed as (
 ),
 
 deduplicated as (
-    -- Latest delivery wins; ties (the same row twice in one batch) are broken by the values,
-    -- so the choice never depends on file order.
-    select *
-    from (
-        select
-            *,
-            row_number() over (
-                partition by source_station_code, event_time_utc
-                order by _ingested_at desc, _batch_number desc, _batch_id desc,
-                    pm25_ugm3, pm10_ugm3, o3_ppb, no2_ppb, temperature_c, relative_humidity_pct
-            ) as delivery_rank
-        from renamed
-    )
-    where delivery_rank = 1
+    {{ latest_delivery(
+        'renamed',
+        key_columns=['source_station_code', 'event_time_utc'],
+        value_columns=['pm25_ugm3', 'pm10_ugm3', 'o3_ppb', 'no2_ppb', 'temperature_c', 'relative_humidity_pct']
+    ) }}
 ),
 
 registry as (
-    select * from {{ ref('station_registry') }} where network = 'network-a'
+    select * from {{ ref('station_registry') }}
+    where network = 'network-a'
 )
 
 select

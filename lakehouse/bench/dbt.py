@@ -1,0 +1,205 @@
+"""`make bench-dbt`: dbt build times on Trino, and dashboard query latency against DuckDB.
+
+On the bench stack, with one cycle of both networks ingested by Spark from the simulator:
+- the full build of the cycle (`dbt build --full-refresh`), against which an incremental
+  `dbt build` after one more batch is compared (medians of `runs` batches);
+- dbt's overhead: the wall time of a `dbt run` of one view (process start, parse,
+  connection), and the median time dbt reports per view model (a CREATE VIEW does no work);
+- typical dashboard queries on marts.fct_observations_hourly through Trino, p50 and p95 over
+  `repeats` runs each; the baseline, in the same run, is DuckDB answering the same queries
+  over the same Iceberg data, read through pyiceberg (the scan is timed with the query).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lakehouse import dbt
+from lakehouse.bench.report import bench_settings, line, write_section
+from lakehouse.catalog import catalog, ensure_namespaces
+from lakehouse.stack import manager
+
+# (name, SQL with {t} for the table). The same text runs on Trino and DuckDB.
+DASHBOARD_QUERIES = (
+    ("timeseries_by_metric",
+     "SELECT hour_utc, metric, avg(value_avg) AS v FROM {t} GROUP BY hour_utc, metric ORDER BY hour_utc, metric"),
+    ("breakdown_by_state",
+     "SELECT state_name, metric, avg(value_avg) AS v, max(value_max) AS vmax, sum(n_observations) AS n "
+     "FROM {t} WHERE state_name IS NOT NULL GROUP BY state_name, metric ORDER BY state_name, metric"),
+    ("pm25_exceedance_hours",
+     "SELECT station_id, count(*) AS hours_over FROM {t} WHERE metric = 'pm25' AND value_avg > 15 "
+     "GROUP BY station_id ORDER BY hours_over DESC, station_id LIMIT 10"),
+    ("latest_readings",
+     "SELECT station_id, metric, value_avg, hour_utc FROM {t} "
+     "WHERE hour_utc = (SELECT max(hour_utc) FROM {t}) ORDER BY station_id, metric"),
+)
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def timed_dbt(settings, args: list[str]) -> tuple[float, dict]:
+    t0 = time.perf_counter()
+    dbt.run(settings, args, capture=True)
+    wall = time.perf_counter() - t0
+    return wall, json.loads((dbt.DBT_PROJECT / "target" / "run_results.json").read_text())
+
+
+def ingest_batches(settings, ingestors, sim, group: int, count: int) -> None:
+    for _ in range(count):
+        for ing in ingestors:
+            r = ing.ingest(group)
+            if r.status != "committed":
+                raise RuntimeError(f"bench ingest failed: {r.line()}")
+        sim.next_batch()
+
+
+def trino_latencies(settings, repeats: int) -> tuple[dict[str, list[float]], dict[str, int]]:
+    from lakehouse.trino import connect
+
+    conn = connect(settings)
+    out: dict[str, list[float]] = {}
+    answers: dict[str, int] = {}
+    try:
+        cur = conn.cursor()
+        for name, sql in DASHBOARD_QUERIES:
+            text = sql.format(t="marts.fct_observations_hourly")
+            cur.execute(text)
+            answers[name] = len(cur.fetchall())  # warm-up: plan cache, metadata, connections
+            out[name] = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                cur.execute(text)
+                cur.fetchall()
+                out[name].append(time.perf_counter() - t0)
+    finally:
+        conn.close()
+    return out, answers
+
+
+def duckdb_latencies(settings, repeats: int) -> tuple[dict[str, list[float]], dict[str, int]]:
+    import duckdb
+
+    table = catalog(settings).load_table(("marts", "fct_observations_hourly"))
+    con = duckdb.connect()
+    out: dict[str, list[float]] = {}
+    answers: dict[str, int] = {}
+    for name, sql in DASHBOARD_QUERIES:
+        text = sql.format(t="hourly")
+        out[name] = []
+        for i in range(repeats + 1):
+            t0 = time.perf_counter()
+            hourly = table.scan().to_arrow()  # noqa: F841 - DuckDB reads the Arrow table by name
+            rows = con.execute(text).fetchall()
+            if i:  # the first run is the warm-up, as on Trino
+                out[name].append(time.perf_counter() - t0)
+        answers[name] = len(rows)
+    return out, answers
+
+
+def run(runs: int = 3, repeats: int = 20, rows: int | None = None) -> list[str]:
+    from lakehouse.contracts import load_all
+    from lakehouse.simulator.server import SteppedSimulator
+    from spark_jobs.ingest import MAX_BATCH, open_ingestors
+
+    settings = bench_settings()
+    rows = rows or settings.simulator_rows_per_batch
+    say(f"bench-dbt: own stack in {settings.data_path}")
+    manager.up(settings)
+    ensure_namespaces(settings)
+    group = int(time.time()) % 9000 // 10 * 10 + 1000  # fresh batch keys every run
+    lines: list[str] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            sim = SteppedSimulator(Path(tmp) / "state.json", seed=settings.simulator_seed, rows_per_batch=rows,
+                                   fault_rate=settings.simulator_fault_rate)
+            try:
+                contracts = load_all()
+                ingestors = open_ingestors(settings.model_copy(update={"batch_api_url": sim.url}),
+                                           [contracts["network_a"], contracts["network_b"]])
+                say(f"- ingesting one cycle of both networks ({rows} rows per batch), group {group}")
+                ingest_batches(settings, ingestors, sim, group, MAX_BATCH)
+                say("- full build of the cycle (dbt build --full-refresh)")
+                full_wall, full = timed_dbt(settings, ["build", "--full-refresh"])
+                say(f"  {full_wall:.1f}s")
+                incremental = []
+                groups = itertools.count(group + 1)
+                for i in range(runs):
+                    # one more batch: the first of a new group keeps batch keys fresh
+                    ingest_batches(settings, ingestors, sim, next(groups), 1)
+                    wall, _ = timed_dbt(settings, ["build"])
+                    incremental.append(wall)
+                    say(f"- incremental dbt build after one batch, run {i + 1}/{runs}: {wall:.1f}s")
+                ingestors[0].spark.stop()
+            finally:
+                sim.stop()
+        one_view_wall, one_view = timed_dbt(settings, ["run", "--select", "stg_network_a__observations"])
+        view_times = [r["execution_time"] for r in full["results"]
+                      if r["unique_id"].startswith("model.") and "stg_" in r["unique_id"]]
+        node_times = [r["execution_time"] for r in full["results"]]
+        say(f"- dashboard queries: {repeats} runs each on Trino, then on DuckDB over pyiceberg")
+        trino, trino_rows = trino_latencies(settings, repeats)
+        duck, duck_rows = duckdb_latencies(settings, repeats)
+        if trino_rows != duck_rows:  # both engines must answer the same question
+            raise RuntimeError(f"Trino and DuckDB disagree on result sizes: {trino_rows} vs {duck_rows}")
+        n_hourly = catalog(settings).load_table(("marts", "fct_observations_hourly")).scan().to_arrow().num_rows
+    finally:
+        manager.down(settings)
+
+    inc = statistics.median(incremental)
+    lines.append(line("dbt_incremental_build_wall", inc, "s", full_wall, "< 60 s"))
+    lines.append(line("dbt_full_build_wall", full_wall, "s", full_wall, "-"))
+    lines.append(line("dbt_invocation_overhead", one_view_wall, "s", full_wall, "-"))
+    lines.append(line("dbt_per_model_overhead", statistics.median(view_times), "s",
+                      statistics.median(node_times), "-"))
+    rows_md = []
+    all_trino = [v for vs in trino.values() for v in vs]
+    all_duck = [v for vs in duck.values() for v in vs]
+    for name, _ in DASHBOARD_QUERIES:
+        t50, t95, d50, d95 = pct(trino[name], .5), pct(trino[name], .95), pct(duck[name], .5), pct(duck[name], .95)
+        rows_md.append(f"| {name} | {t50 * 1000:.0f} | {t95 * 1000:.0f} | {d50 * 1000:.0f} | {d95 * 1000:.0f} | "
+                       f"{t95 / d95:.2f} |")
+    lines.append(line("dashboard_query_p50", pct(all_trino, .5), "s", pct(all_duck, .5), "-"))
+    lines.append(line("dashboard_query_p95", pct(all_trino, .95), "s", pct(all_duck, .95),
+                      "< 2 s and ratio < 5"))
+    body = "\n".join([
+        f"`make bench-dbt`: one cycle (10 batches x 2 networks, {rows} rows per batch) ingested by Spark, "
+        f"then dbt on Trino. fct_observations_hourly held {n_hourly:,} rows.",
+        "",
+        f"- Full build of the cycle (`dbt build --full-refresh`: seed, 8 models, every test): {full_wall:.1f} s.",
+        f"- Incremental `dbt build` after one more batch (median of {runs}): {inc:.1f} s "
+        f"(runs: {', '.join(f'{x:.1f}' for x in incremental)}); baseline: the full build.",
+        f"- dbt's overhead: a `dbt run` of one view takes {one_view_wall:.1f} s wall (process start, parse, "
+        f"connection); dbt reports {statistics.median(view_times):.2f} s per view model (a CREATE VIEW, no data "
+        f"work), against a median of {statistics.median(node_times):.2f} s over all {len(node_times)} nodes.",
+        "",
+        f"Dashboard queries on `marts.fct_observations_hourly`, {repeats} runs each after one warm-up, in ms. "
+        "Baseline: DuckDB over the same Iceberg table read through pyiceberg (scan included, as Trino "
+        "reads MinIO too).",
+        "",
+        "| query | Trino p50 | Trino p95 | DuckDB p50 | DuckDB p95 | p95 ratio |",
+        "|---|---|---|---|---|---|",
+        *rows_md,
+        "",
+        "```",
+        *lines,
+        "```",
+    ])
+    write_section("bench-dbt", body)
+    for out in lines:
+        print(out)
+    return lines
