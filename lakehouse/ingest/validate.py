@@ -56,6 +56,8 @@ _ALLOWED = {
 
 
 def _short(value) -> str:
+    if hasattr(value, "item"):  # numpy/pandas scalars (values read back from a column)
+        value = value.item()
     text = orjson.dumps(value).decode() if not isinstance(value, str) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

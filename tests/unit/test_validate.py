@@ -95,3 +95,40 @@ def test_bad_envelopes_name_the_problem(body, message):
     with pytest.raises(PayloadError, match=message.replace("[", r"\[")) as err:
         parse_envelope(body, source="network_a", group=1)
     assert "network_a" in str(err.value)
+
+
+def test_vectorised_event_times_agree_with_the_per_row_rules():
+    """The column-wise parse gives what datetime.fromisoformat gives, row by row, and sends
+    what it can't parse to the per-row path, which explains the failure."""
+    from datetime import datetime, timezone
+
+    import pandas as pd
+
+    from lakehouse.ingest.validate import event_times
+
+    values = pd.Series([
+        "2026-01-05T08:30:00-06:00",      # common shape: vectorised
+        "2026-01-05T14:30:00Z",           # Z suffix: vectorised
+        "2026-01-05T14:30:00.25+05:30",   # fraction: vectorised
+        "2026-13-05T08:30:00-06:00",      # common shape, impossible month: falls back, fails
+        "2026-01-05T08:30:00",            # no offset: per row, fails
+        "2026-01-05 08:30:00-06:00",      # space separator: per row, accepted by fromisoformat
+    ])
+    times, errors = event_times("iso8601_offset", values)
+    for pos in (0, 1, 2, 5):
+        expected = datetime.fromisoformat(values[pos]).astimezone(timezone.utc).replace(tzinfo=None)
+        assert times[pos] == pd.Timestamp(expected), pos
+    assert set(errors) == {3, 4}
+    assert "month must be in 1..12" in errors[3]
+    assert "no UTC offset" in errors[4]
+
+
+def test_vectorised_epoch_ms_keeps_milliseconds_and_rejects_out_of_range():
+    import pandas as pd
+
+    from lakehouse.ingest.validate import event_times
+
+    values = pd.Series([1767623400123, 10**18], dtype="Int64")
+    times, errors = event_times("epoch_ms", values)
+    assert times[0] == pd.Timestamp("2026-01-05 14:30:00.123")
+    assert list(errors) == [1] and "not a valid epoch_ms event time" in errors[1]
