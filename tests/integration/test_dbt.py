@@ -193,15 +193,21 @@ def test_docs_generate(cycle):
 
 
 def test_out_of_range_conversion_fails_a_test_naming_the_rows(stack, cycle, tmp_path):
-    """A broken ppm->ppb conversion (x 1e6) makes o3_ppb's range test fail, and the error
-    lists the offending rows (device, event time, batch, value)."""
+    """A broken ppm->ppb conversion (x 1e6 instead of x 1e3): the unit test catches it before
+    the model is built; and on real data (unit tests left out) o3_ppb's range test fails and
+    the error lists the offending rows (device, event time, batch, value)."""
     project = tmp_path / "dbt_project"
     shutil.copytree(dbt.DBT_PROJECT, project, ignore=shutil.ignore_patterns("target", "logs"))
     macro = project / "macros" / "conversions.sql"
     macro.write_text(macro.read_text().replace("{{ column }} * 1000.0", "{{ column }} * 1000000.0"))
+    with pytest.raises(LakehouseError) as err:
+        dbt.run(stack, ["build", "--select", "stg_network_b__observations"], project=project, capture=True)
+    assert "unit_test.lakehouse.stg_network_b__observations.network_b_converts_units_and_epoch_ms: fail" \
+        in err.value.message, err.value.message
     try:
         with pytest.raises(LakehouseError) as err:
-            dbt.run(stack, ["build", "--select", "stg_network_b__observations"], project=project, capture=True)
+            dbt.run(stack, ["build", "--select", "stg_network_b__observations",
+                            "--exclude-resource-type", "unit_test"], project=project, capture=True)
         text = err.value.message
         assert "value_between_stg_network_b__observations_o3_ppb" in text, text
         assert "offending rows" in text and "source_station_code='iot-" in text and "offending_value=" in text, text
