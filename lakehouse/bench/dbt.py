@@ -1,6 +1,7 @@
 """`make bench-dbt`: dbt build times on Trino, and dashboard query latency against DuckDB.
 
-On the bench stack, with one cycle of both networks ingested by Spark from the simulator:
+On the bench stack, emptied first, with one cycle of both networks ingested by Spark from
+the simulator:
 - the full build of the cycle (`dbt build --full-refresh`), against which an incremental
   `dbt build` after one more batch is compared (medians of `runs` batches);
 - dbt's overhead: the wall time of a `dbt run` of one view (process start, parse,
@@ -65,6 +66,7 @@ def ingest_batches(settings, ingestors, sim, group: int, count: int) -> None:
             r = ing.ingest(group)
             if r.status != "committed":
                 raise RuntimeError(f"bench ingest failed: {r.line()}")
+            say(f"  {r.line()}")
         sim.next_batch()
 
 
@@ -118,7 +120,8 @@ def run(runs: int = 3, repeats: int = 20, rows: int | None = None) -> list[str]:
 
     settings = bench_settings()
     rows = rows or settings.simulator_rows_per_batch
-    say(f"bench-dbt: own stack in {settings.data_path}")
+    say(f"bench-dbt: own stack in {settings.data_path}, emptied first so the figures are one cycle's")
+    manager.clean(settings)
     manager.up(settings)
     ensure_namespaces(settings)
     group = int(time.time()) % 9000 // 10 * 10 + 1000  # fresh batch keys every run
