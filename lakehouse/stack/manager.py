@@ -121,9 +121,11 @@ def _wait_healthy(settings: Settings, svc: Service) -> float:
     last_report = t0
     while True:
         ok, detail = svc.health()
-        if ok:
-            return time.monotonic() - t0
         state = _state(settings, svc.name)
+        # Healthy and past supervisord's startsecs (RUNNING, not STARTING): a fast service
+        # answers before that, and `status` right after `up` must then see it RUNNING.
+        if ok and state == "RUNNING":
+            return time.monotonic() - t0
         if state in {"FATAL", "EXITED", "BACKOFF", "STOPPED"}:
             raise StackError(f"{svc.name} stopped while starting (state {state}); last log lines:\n"
                              + _log_tail(settings, svc.name),
