@@ -23,6 +23,7 @@ TEST_ENV = {
     "LAKEHOUSE_MINIO_CONSOLE_PORT": "19001",
     "LAKEHOUSE_TRINO_PORT": "18080",
     "LAKEHOUSE_SIMULATOR_PORT": "18765",
+    "LAKEHOUSE_DBT_TARGET": "ci",  # dbt_project/profiles.yml's target for the test stack
 }
 os.environ.update(TEST_ENV)
 
