@@ -70,8 +70,7 @@ def dbt_env(settings: Settings, project: Path = DBT_PROJECT) -> dict[str, str]:
     env["DBT_PROFILES_DIR"] = str(project)
     env["DBT_PROJECT_DIR"] = str(project)
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")  # no network calls home
-    env.setdefault("LAKEHOUSE_DBT_TARGET", settings.dbt_target)
-    return env
+    return env  # engine_env() already carries LAKEHOUSE_DBT_TARGET and _THREADS for profiles.yml
 
 
 def dbt_executable() -> str:

@@ -60,7 +60,7 @@ def timed_dbt(settings, args: list[str]) -> tuple[float, dict]:
     return wall, json.loads((dbt.DBT_PROJECT / "target" / "run_results.json").read_text())
 
 
-def ingest_batches(settings, ingestors, sim, group: int, count: int) -> None:
+def ingest_batches(ingestors, sim, group: int, count: int) -> None:
     for _ in range(count):
         for ing in ingestors:
             r = ing.ingest(group)
@@ -135,7 +135,7 @@ def run(runs: int = 3, repeats: int = 20, rows: int | None = None) -> list[str]:
                 ingestors = open_ingestors(settings.model_copy(update={"batch_api_url": sim.url}),
                                            [contracts["network_a"], contracts["network_b"]])
                 say(f"- ingesting one cycle of both networks ({rows} rows per batch), group {group}")
-                ingest_batches(settings, ingestors, sim, group, MAX_BATCH)
+                ingest_batches(ingestors, sim, group, MAX_BATCH)
                 say("- full build of the cycle (dbt build --full-refresh)")
                 full_wall, full = timed_dbt(settings, ["build", "--full-refresh"])
                 say(f"  {full_wall:.1f}s")
@@ -143,7 +143,7 @@ def run(runs: int = 3, repeats: int = 20, rows: int | None = None) -> list[str]:
                 groups = itertools.count(group + 1)
                 for i in range(runs):
                     # one more batch: the first of a new group keeps batch keys fresh
-                    ingest_batches(settings, ingestors, sim, next(groups), 1)
+                    ingest_batches(ingestors, sim, next(groups), 1)
                     wall, _ = timed_dbt(settings, ["build"])
                     incremental.append(wall)
                     say(f"- incremental dbt build after one batch, run {i + 1}/{runs}: {wall:.1f}s")
