@@ -35,7 +35,7 @@ doctor: $(VENV)/.synced ## Preflight: Java versions, Go, PostgreSQL, disk, memor
 	@$(LH) doctor
 
 .PHONY: up
-up: install ## Start the native stack (PostgreSQL, MinIO, Trino) and provision it
+up: install ## Start the native stack (PostgreSQL, MinIO, Trino, simulator, Superset), provision it, import dashboards
 	@$(LH) up
 
 .PHONY: down
@@ -69,6 +69,14 @@ dbt-build: $(VENV)/.synced ## dbt build (seeds, models, tests) against the stack
 .PHONY: dbt
 dbt: $(VENV)/.synced ## Any dbt command: make dbt ARGS="test -s fct_observations"
 	@$(LH) dbt $(ARGS)
+
+.PHONY: superset-import
+superset-import: $(VENV)/.synced ## Check superset_assets/ against the marts and import it into Superset
+	@$(LH) superset import
+
+.PHONY: superset-export
+superset-export: $(VENV)/.synced ## Export Superset's dashboards into superset_assets/ (review with git diff)
+	@$(LH) superset export --to superset_assets
 
 .PHONY: lint-sql
 lint-sql: $(VENV)/.synced ## sqlfluff on the dbt models (Trino dialect, dbt templater; needs the stack up)

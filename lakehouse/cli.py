@@ -42,7 +42,7 @@ def doctor() -> None:
 
 @cli.command()
 def up() -> None:
-    """Start PostgreSQL, MinIO, Trino and the batch API simulator (in order, each once healthy)."""
+    """Start PostgreSQL, MinIO, Trino, the batch API simulator and Superset (in order, each once healthy)."""
     from lakehouse.stack import manager
 
     manager.up(_settings())
@@ -71,7 +71,7 @@ def status() -> None:
 
 
 @cli.command()
-@click.argument("service", required=False, type=click.Choice(["postgres", "minio", "trino", "simulator", "supervisord"]))
+@click.argument("service", required=False, type=click.Choice(["postgres", "minio", "trino", "simulator", "superset", "supervisord"]))
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "--lines", default=50, show_default=True, help="Lines of history per log.")
 def logs(service: str | None, follow: bool, lines: int) -> None:
@@ -261,6 +261,63 @@ def contracts_dbt_sources(output: str | None) -> None:
         click.echo(f"wrote {output}")
     else:
         click.echo(text, nl=False)
+
+
+@cli.group()
+def superset() -> None:
+    """Superset: dashboards as code (superset_assets/), import, export, datasets from dbt."""
+
+
+@superset.command("import")
+def superset_import() -> None:
+    """Check superset_assets/ against Trino's marts, then import it (re-importing duplicates nothing)."""
+    from lakehouse.stack import manager
+    from lakehouse.superset import assets
+
+    settings = _settings()
+    manager.require(settings, "trino", "superset")
+    assets.import_assets(settings, say=click.echo)
+
+
+@superset.command("export")
+@click.option("--to", "dest", type=click.Path(file_okay=False), required=True,
+              help="Folder to write the assets to (superset_assets to update the repo).")
+def superset_export(dest: str) -> None:
+    """Write what Superset holds (databases, datasets, charts, dashboards) in the repo's layout."""
+    from pathlib import Path
+
+    from lakehouse.stack import manager
+    from lakehouse.superset import assets
+
+    settings = _settings()
+    manager.require(settings, "superset")
+    files = assets.export_assets(settings)
+    assets.write_files(files, Path(dest))
+    click.echo(f"wrote {len(files)} files to {dest}")
+
+
+@superset.command("datasets")
+@click.option("--check", is_flag=True, help="Exit 1 if superset_assets/datasets differs from what dbt generates.")
+def superset_datasets(check: bool) -> None:
+    """(Re)generate superset_assets/datasets from dbt's manifest and catalog (`dbt docs generate`)."""
+    from lakehouse.superset import assets
+
+    changed = assets.sync_datasets(check=check)
+    for name in changed:
+        click.echo(("differs: " if check else "wrote: ") + name)
+    if check and changed:
+        raise LakehouseError(f"{len(changed)} dataset file(s) differ from dbt's catalog",
+                             "run `lakehouse superset datasets` and commit the result")
+    if not changed:
+        click.echo("datasets match dbt's catalog")
+
+
+@superset.command("urls")
+def superset_urls() -> None:
+    """Print the dashboards' addresses and where the credentials are."""
+    from lakehouse.superset import assets
+
+    click.echo(assets.describe(_settings()))
 
 
 @cli.group()

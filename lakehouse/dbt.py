@@ -19,6 +19,7 @@ import yaml
 
 from lakehouse.errors import LakehouseError
 from lakehouse.settings import REPO_ROOT, Settings
+from lakehouse.trino import CA_BUNDLE_OVERRIDE
 
 DBT_PROJECT = REPO_ROOT / "dbt_project"
 SOURCES_FILE = DBT_PROJECT / "models" / "staging" / "_sources.yml"
@@ -66,7 +67,7 @@ def require_sources(settings: Settings) -> None:
 
 
 def dbt_env(settings: Settings, project: Path = DBT_PROJECT) -> dict[str, str]:
-    env = {**os.environ, **settings.engine_env()}
+    env = {**os.environ, **settings.engine_env(), **CA_BUNDLE_OVERRIDE}
     env["DBT_PROFILES_DIR"] = str(project)
     env["DBT_PROJECT_DIR"] = str(project)
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")  # no network calls home

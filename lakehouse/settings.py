@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     minio_port: int = Field(9000, ge=1, le=65535)
     minio_console_port: int = Field(9001, ge=1, le=65535)
     trino_port: int = Field(8080, ge=1, le=65535)
+    trino_https_port: int = Field(8443, ge=1, le=65535)
+    superset_port: int = Field(8088, ge=1, le=65535)
 
     postgres_superuser: str = "lakehouse_admin"
     postgres_superuser_password: SecretStr
@@ -62,6 +64,23 @@ class Settings(BaseSettings):
     trino_s3_secret_key: SecretStr
     reader_s3_access_key: str = "svc-reader"
     reader_s3_secret_key: SecretStr
+
+    # Trino: password-file users over HTTPS (conf/trino/rules.json says what each may do).
+    trino_lakehouse_password: SecretStr
+    trino_dbt_password: SecretStr
+    trino_superset_password: SecretStr
+    trino_internal_secret: SecretStr
+
+    # Superset: its metadata database, session key and two users (admin, viewer).
+    superset_db: str = "superset"
+    superset_db_user: str = "superset"
+    superset_db_password: SecretStr
+    superset_secret_key: SecretStr
+    superset_admin_user: str = "admin"
+    superset_admin_password: SecretStr
+    superset_viewer_user: str = "viewer"
+    superset_viewer_password: SecretStr
+    superset_workers: int = Field(2, ge=1, le=16)
 
     trino_java_home: Path | None = None
     spark_java_home: Path | None = None
@@ -88,12 +107,10 @@ class Settings(BaseSettings):
     def _empty_is_auto(cls, v):
         return None if v in ("", None) else v
 
-    @field_validator("postgres_superuser_password", "catalog_db_password", "minio_root_user",
-                     "minio_root_password", "spark_s3_secret_key", "trino_s3_secret_key",
-                     "reader_s3_secret_key")
+    @field_validator("*", mode="after")
     @classmethod
-    def _secret_not_empty(cls, v: SecretStr):
-        if len(v.get_secret_value()) < 8:
+    def _secret_not_empty(cls, v):
+        if isinstance(v, SecretStr) and len(v.get_secret_value()) < 8:
             raise ValueError("must be at least 8 characters (delete it from .env to regenerate)")
         return v
 
@@ -134,7 +151,34 @@ class Settings(BaseSettings):
 
     @property
     def trino_url(self) -> str:
+        """Where clients connect: HTTPS with a password (the HTTP port is internal only)."""
+        return f"https://{self.trino_address}:{self.trino_https_port}"
+
+    @property
+    def trino_internal_url(self) -> str:
+        """The coordinator's HTTP port: node-to-node traffic and /v1/info; clients are refused."""
         return f"http://{self.trino_address}:{self.trino_port}"
+
+    @property
+    def tls_path(self) -> Path:
+        return self.data_path / "tls"
+
+    @property
+    def trino_ca_file(self) -> Path:
+        """The certificate clients trust for Trino's HTTPS port (self-signed, generated)."""
+        return self.tls_path / "trino.crt"
+
+    @property
+    def trino_keystore_file(self) -> Path:
+        return self.tls_path / "trino.pem"
+
+    @property
+    def trino_password_file(self) -> Path:
+        return self.data_path / "trino-auth" / "password.db"
+
+    @property
+    def superset_url(self) -> str:
+        return f"http://{self.host}:{self.superset_port}"
 
     @property
     def simulator_url(self) -> str:
@@ -174,6 +218,10 @@ class Settings(BaseSettings):
         env[PREFIX + "TRINO_HOST"] = self.trino_address
         # Derived, not settable: the S3 endpoint engines use (compose sets its own).
         env[PREFIX + "S3_ENDPOINT"] = self.s3_endpoint
+        env[PREFIX + "TRINO_CA_FILE"] = str(self.trino_ca_file)
+        env[PREFIX + "TRINO_KEYSTORE_FILE"] = str(self.trino_keystore_file)
+        env[PREFIX + "TRINO_AUTH_FILE"] = str(self.trino_password_file)
+        env[PREFIX + "TRINO_RULES_FILE"] = str(REPO_ROOT / "conf" / "trino" / "rules.json")
         return env
 
 
@@ -233,16 +281,36 @@ def generate_env_file(path: Path, example: Path = ENV_EXAMPLE) -> Path:
     for line in example.read_text().splitlines():
         m = _LINE.match(line)
         if m and m.group(1) in secrets_ and not m.group(2):
-            key = m.group(1)
-            # user names must stay short and alphanumeric; passwords get 32 bytes of entropy
-            value = ("admin" + secrets.token_hex(6)) if key.endswith("_USER") else secrets.token_urlsafe(32)
-            line = f"{key}={value}"
+            line = f"{m.group(1)}={_new_secret(m.group(1))}"
         lines.append(line)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write("\n".join(lines) + "\n")
     return path
+
+
+def _new_secret(key: str) -> str:
+    # user names must stay short and alphanumeric; passwords get 32 bytes of entropy
+    return ("admin" + secrets.token_hex(6)) if key.endswith("_USER") else secrets.token_urlsafe(32)
+
+
+def add_missing_secrets(path: Path, values: dict[str, str]) -> list[str]:
+    """An env file from an older version lacks the secrets added since: append them.
+
+    Only secrets are added (a missing plain setting has a default); existing lines are
+    never changed. Returns the keys added.
+    """
+    missing = [PREFIX + n.upper() for n in secret_fields()
+               if PREFIX + n.upper() not in values and PREFIX + n.upper() not in os.environ]
+    if missing:
+        with path.open("a") as fh:
+            fh.write("# secrets added by a newer version of the platform\n")
+            for key in missing:
+                value = _new_secret(key)
+                fh.write(f"{key}={value}\n")
+                values[key] = value
+    return missing
 
 
 def load_settings(path: Path | None = None, *, create: bool = True) -> Settings:
@@ -256,6 +324,7 @@ def load_settings(path: Path | None = None, *, create: bool = True) -> Settings:
     if mode & 0o077:
         raise SettingsError(f"env file {path} has mode {mode:o}: others can read its secrets",
                             f"run: chmod 600 {path}")
+    add_missing_secrets(path, values)
     # process environment overrides the file (pydantic-settings' usual precedence)
     merged = {k: v for k, v in values.items()}
     merged.update({k: v for k, v in os.environ.items() if k.startswith(PREFIX)})

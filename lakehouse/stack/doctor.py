@@ -53,7 +53,9 @@ def stack_ports(settings: Settings) -> dict[str, int]:
         "LAKEHOUSE_MINIO_PORT": settings.minio_port,
         "LAKEHOUSE_MINIO_CONSOLE_PORT": settings.minio_console_port,
         "LAKEHOUSE_TRINO_PORT": settings.trino_port,
+        "LAKEHOUSE_TRINO_HTTPS_PORT": settings.trino_https_port,
         "LAKEHOUSE_SIMULATOR_PORT": settings.simulator_port,
+        "LAKEHOUSE_SUPERSET_PORT": settings.superset_port,
     }
 
 

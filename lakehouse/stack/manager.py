@@ -20,6 +20,7 @@ import psutil
 from lakehouse.errors import PreflightError, StackError
 from lakehouse.settings import Settings
 from lakehouse.stack import artifacts, doctor, provision, supervisor
+from lakehouse.superset import runtime as superset_runtime
 from lakehouse.stack.services import HEALTH, ORDER, Service, all_services, init_postgres, pg_data, service_url
 
 RUNNING_STATES = {"RUNNING", "STARTING"}
@@ -88,6 +89,7 @@ def _prepare(settings: Settings) -> list[Service]:
     os.chmod(settings.data_path, 0o755)  # the postgres OS user must traverse it
     say("- checking downloads (cached after the first run) ...")
     artifacts.ensure_all(settings)
+    superset_runtime.ensure_venv(settings, say=say)
     init_postgres(settings)
     return all_services(settings)
 
@@ -140,7 +142,23 @@ def _wait_healthy(settings: Settings, svc: Service) -> float:
         time.sleep(0.5)
 
 
-PROVISION_AFTER = {"postgres": provision.provision_postgres, "minio": provision.provision_minio}
+def _superset_after(settings: Settings) -> None:
+    """Users always; the dashboards once the marts they read exist (else say how)."""
+    from lakehouse.superset import assets
+
+    superset_runtime.ensure_users(settings)
+    try:
+        assets.import_assets(settings, say=lambda m: say("  " + m))
+    except assets.AssetError as exc:
+        say("  Superset is up, but its dashboards were not imported: the marts are not built yet.\n"
+            "  -> run `make demo` (or `lakehouse dbt build`), then `make superset-import`"
+            + (f"\n  ({exc.message.splitlines()[1].strip()} ...)" if len(exc.message.splitlines()) > 1 else ""))
+
+
+# Before a service's first start, and after it is healthy.
+PREPARE_BEFORE = {"superset": lambda s: superset_runtime.initialize(s, say=say)}
+PROVISION_AFTER = {"postgres": provision.provision_postgres, "minio": provision.provision_minio,
+                   "superset": _superset_after}
 
 
 def up(settings: Settings) -> dict[str, float]:
@@ -158,6 +176,8 @@ def up(settings: Settings) -> dict[str, float]:
     for name in ORDER:
         svc = services[name]
         if _state(settings, name) not in RUNNING_STATES:
+            if name in PREPARE_BEFORE:
+                PREPARE_BEFORE[name](settings)
             say(f"- starting {name} ...")
             try:
                 rpc.supervisor.startProcess(name, False)

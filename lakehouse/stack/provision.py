@@ -58,6 +58,8 @@ def ensure_database(settings: Settings, db: str, owner: str, password: str) -> N
 def provision_postgres(settings: Settings) -> None:
     password = settings.catalog_db_password.get_secret_value()
     ensure_database(settings, settings.catalog_db, settings.catalog_db_user, password)
+    ensure_database(settings, settings.superset_db, settings.superset_db_user,
+                    settings.superset_db_password.get_secret_value())
     with pg_connect(settings, settings.catalog_db, settings.catalog_db_user, password) as conn:
         for ddl in ICEBERG_CATALOG_DDL:
             conn.execute(ddl)

@@ -23,7 +23,7 @@ import requests
 
 from lakehouse.errors import PreflightError, StackError
 from lakehouse.settings import REPO_ROOT, Settings
-from lakehouse.stack import artifacts
+from lakehouse.stack import artifacts, trino_security
 from lakehouse.stack.java import TRINO_JAVA, find_java
 
 CONF = REPO_ROOT / "conf"
@@ -155,7 +155,8 @@ def trino_etc(settings: Settings) -> Path:
     """Trino's etc folder: the repo's config files linked in, heap and node id rendered."""
     etc = settings.run_path / "trino-etc"
     etc.mkdir(parents=True, exist_ok=True)
-    for name in ("config.properties", "catalog"):
+    for name in ("config.properties", "catalog", "password-authenticator.properties",
+                 "access-control.properties"):
         link = etc / name
         if link.is_symlink() or link.exists():
             link.unlink()
@@ -171,6 +172,8 @@ def trino_etc(settings: Settings) -> Path:
         "node.environment=lakehouse\n"
         f"node.id={node_id_file.read_text().strip()}\n"
         f"node.data-dir={settings.data_path / 'trino'}\n")
+    trino_security.ensure_certificate(settings)
+    trino_security.write_password_file(settings)
     return etc
 
 
@@ -201,6 +204,22 @@ def simulator_service(settings: Settings) -> Service:
         env={"PYTHONPATH": str(REPO_ROOT)}, start_timeout=60)
 
 
+# ---- Superset ---------------------------------------------------------------------------
+
+def superset_service(settings: Settings) -> Service:
+    """gunicorn serving Superset from its own venv; metadata in the stack's PostgreSQL."""
+    from lakehouse.superset import runtime
+
+    env = runtime.superset_env(settings)
+    return Service(
+        name="superset",
+        command=runtime.gunicorn_command(settings),
+        health=lambda: superset_health(settings), url=service_url(settings, "superset"),
+        env={k: env[k] for k in ("SUPERSET_CONFIG_PATH", "FLASK_APP", "SUPERSET_HOME",
+                                 "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PYTHONDONTWRITEBYTECODE")},
+        start_timeout=180)
+
+
 # ---- health checks and addresses (no downloads needed to ask) -------------------------
 
 def postgres_health(settings: Settings) -> tuple[bool, str]:
@@ -218,8 +237,10 @@ def minio_health(settings: Settings) -> tuple[bool, str]:
 
 def trino_health(settings: Settings) -> tuple[bool, str]:
     try:
-        info = requests.get(f"{settings.trino_url}/v1/info", timeout=5).json()
-    except (requests.RequestException, ValueError) as exc:
+        # The client port: proves TLS with the generated certificate, not only the JVM.
+        info = requests.get(f"{settings.trino_url}/v1/info", timeout=5,
+                            verify=str(settings.trino_ca_file)).json()
+    except (requests.RequestException, ValueError, OSError) as exc:
         return False, type(exc).__name__
     if info.get("starting", True):
         return False, "starting"
@@ -230,8 +251,12 @@ def simulator_health(settings: Settings) -> tuple[bool, str]:
     return http_ok(f"{settings.simulator_url}/health")
 
 
+def superset_health(settings: Settings) -> tuple[bool, str]:
+    return http_ok(f"{settings.superset_url}/health")
+
+
 HEALTH = {"postgres": postgres_health, "minio": minio_health, "trino": trino_health,
-          "simulator": simulator_health}
+          "simulator": simulator_health, "superset": superset_health}
 
 
 def service_url(settings: Settings, name: str) -> str:
@@ -240,6 +265,7 @@ def service_url(settings: Settings, name: str) -> str:
         "minio": f"{settings.s3_endpoint} (S3), http://{settings.host}:{settings.minio_console_port} (console)",
         "trino": settings.trino_url,
         "simulator": f"{settings.simulator_url}/docs",
+        "superset": settings.superset_url,
     }[name]
 
 
@@ -264,9 +290,9 @@ def port_free(host: str, port: int) -> bool:
 
 
 # Start order: each service starts only once the ones before it are healthy.
-ORDER = ("postgres", "minio", "trino", "simulator")
+ORDER = ("postgres", "minio", "trino", "simulator", "superset")
 
 
 def all_services(settings: Settings) -> list[Service]:
     return [postgres_service(settings), minio_service(settings), trino_service(settings),
-            simulator_service(settings)]
+            simulator_service(settings), superset_service(settings)]

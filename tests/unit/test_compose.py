@@ -24,12 +24,12 @@ from lakehouse.stack import artifacts
 COMPOSE_DIR = REPO_ROOT / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
 DOCKERFILE = COMPOSE_DIR / "Dockerfile"
-TRINO_CONF = [REPO_ROOT / "conf" / "trino" / "config.properties",
+TRINO_CONF = [*sorted((REPO_ROOT / "conf" / "trino").glob("*.properties")),
               *sorted((REPO_ROOT / "conf" / "trino" / "catalog").glob("*.properties"))]
 IMAGE_REPO_DIR = "/opt/lakehouse"  # where compose/Dockerfile puts the repository
 
 # Derived by the settings module (engine_env), never written in .env.
-DERIVED = {PREFIX + "S3_ENDPOINT"}
+DERIVED = {PREFIX + n for n in ("S3_ENDPOINT", "TRINO_KEYSTORE_FILE", "TRINO_AUTH_FILE", "TRINO_RULES_FILE")}
 SECRETS = {PREFIX + n.upper() for n in secret_fields()}
 PROFILES = {"jobs", "bi", "orchestration", "olap", "catalog"}
 
@@ -231,7 +231,8 @@ def test_settings_resolve_inside_a_container(services, tmp_path, monkeypatch):
     s = load_settings(empty, create=False)
     assert stat.S_IMODE(empty.stat().st_mode) == 0o600 and empty.read_text() == ""
     assert s.s3_endpoint == "http://minio:9000"
-    assert s.trino_url == "http://trino:8080"
+    assert s.trino_url == "https://trino:8443"
+    assert s.trino_ca_file == Path("/var/lib/lakehouse/tls/trino.crt")
     assert (s.postgres_address, s.postgres_port) == ("postgres", 5432)
     assert s.cache_path == Path("/var/cache/lakehouse") and s.spark_java_home is None
     conf = render_defaults(s)
@@ -336,7 +337,7 @@ def test_long_running_services_have_health_checks(services):
         if svc["restart"] != "no":
             hc = svc.get("healthcheck") or {}
             assert hc.get("test") and not hc.get("disable"), f"{name} runs on but has no health check"
-    assert {n for n, s in services.items() if s["restart"] != "no"} == {"postgres", "minio", "trino", "simulator"}
+    assert {n for n, s in services.items() if s["restart"] != "no"} == {"postgres", "minio", "trino", "simulator", "superset"}
 
 
 def test_ports_are_published_on_the_configured_address_only(services):
@@ -354,4 +355,5 @@ def test_core_services_have_no_profile_and_profiles_are_the_documented_ones(serv
     for name in ("postgres", "minio", "provision", "trino"):
         assert not services[name].get("profiles"), f"{name} is core: it takes no profile"
     used = {p for svc in services.values() for p in svc.get("profiles", [])}
-    assert used == {"jobs"} and services["spark"]["profiles"] == ["jobs"]
+    assert used == {"jobs", "bi"} and services["spark"]["profiles"] == ["jobs"]
+    assert services["superset"]["profiles"] == ["bi"]

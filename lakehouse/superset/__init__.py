@@ -1,0 +1,1 @@
+"""Superset: runtime (venv, init, users), API client, and the assets in superset_assets/."""
