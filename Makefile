@@ -103,6 +103,10 @@ bench-stack: install ## Benchmark: warm start and peak RSS per service, against 
 bench-dbt: install ## Benchmark: dbt build times and dashboard query latency, against DuckDB over the same Iceberg data
 	@$(LH) bench dbt
 
+.PHONY: bench-superset
+bench-superset: install ## Benchmark: dashboard chart-data time through Superset vs the same SQL sent directly to Trino
+	@$(LH) bench superset
+
 .PHONY: bench-ingest
 bench-ingest: install ## Benchmark: ingest 10k/100k/1M rows end to end, against pyarrow JSON -> Parquet
 	@$(LH) bench ingest

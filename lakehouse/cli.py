@@ -113,16 +113,20 @@ def sql(statement: str | None, output_format: str | None) -> None:
 
 @cli.command()
 def provision() -> None:
-    """Provision running servers: catalog database and role, bucket, S3 users and policies.
+    """Provision running servers: databases and roles, bucket, S3 users and policies, Trino's TLS and passwords.
 
     `up` does this itself; compose (and an external PostgreSQL or S3) call it directly.
     """
-    from lakehouse.stack import provision as prov
+    from lakehouse.stack import provision as prov, trino_security
 
     settings = _settings()
     prov.provision_postgres(settings)
     prov.provision_minio(settings)
-    click.echo("provisioned: catalog database, bucket, S3 service users and policies")
+    trino_security.ensure_certificate(settings)
+    trino_security.write_password_file(settings)
+    click.echo("provisioned: catalog and Superset databases and roles, bucket, S3 service users and "
+               f"policies, Trino's certificate and password file ({settings.tls_path}, "
+               f"{settings.trino_password_file.parent})")
 
 
 @cli.command("init")
@@ -180,6 +184,7 @@ def demo() -> None:
     click.echo(d.summary_table(results))
     d.build_marts(settings)
     click.echo(d.marts_summary(settings))
+    d.import_dashboards(settings)
     click.echo(d.where_to_look(settings))
 
 
@@ -269,14 +274,18 @@ def superset() -> None:
 
 
 @superset.command("import")
-def superset_import() -> None:
+@click.option("--assets", "root", type=click.Path(file_okay=False, exists=True),
+              help="Assets folder [default: superset_assets/ of this checkout].")
+def superset_import(root: str | None) -> None:
     """Check superset_assets/ against Trino's marts, then import it (re-importing duplicates nothing)."""
+    from pathlib import Path
+
     from lakehouse.stack import manager
     from lakehouse.superset import assets
 
     settings = _settings()
     manager.require(settings, "trino", "superset")
-    assets.import_assets(settings, say=click.echo)
+    assets.import_assets(settings, root=Path(root) if root else assets.ASSETS, say=click.echo)
 
 
 @superset.command("export")
@@ -362,6 +371,16 @@ def bench_dbt(runs: int, repeats: int, rows: int | None) -> None:
     from lakehouse.bench.dbt import run
 
     run(runs, repeats, rows)
+
+
+@bench.command("superset")
+@click.option("--repeats", default=20, show_default=True, help="Loads of each dashboard per path.")
+@click.option("--rows", type=int, help="Rows per batch [default: LAKEHOUSE_SIMULATOR_ROWS_PER_BATCH].")
+def bench_superset(repeats: int, rows: int | None) -> None:
+    """Dashboard chart-data time through Superset vs the same SQL sent directly to Trino."""
+    from lakehouse.bench import superset as bench_ss
+
+    bench_ss.run(repeats=repeats, rows=rows)
 
 
 def main() -> None:

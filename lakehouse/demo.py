@@ -103,6 +103,14 @@ def build_marts(settings: Settings) -> None:
     say(f"  dbt build done ({time.monotonic() - t0:.0f}s)")
 
 
+def import_dashboards(settings: Settings) -> None:
+    """What `make superset-import` does: the marts exist now, so the dashboards can load."""
+    from lakehouse.superset import assets
+
+    say("- importing the Superset dashboards (superset_assets/) ...")
+    assets.import_assets(settings, say=lambda m: say("  " + m))
+
+
 def marts_summary(settings: Settings) -> str:
     """States with the highest PM2.5 on the latest day, and data quality per source."""
     states = query(settings, """
@@ -138,10 +146,14 @@ def summary_table(results: list) -> str:
 
 
 def where_to_look(settings: Settings) -> str:
+    from lakehouse.superset import assets
+
     return "\n".join([
         "",
         "The lakehouse is up. Where to look:",
-        f"  Trino web UI      {service_url(settings, 'trino')}/ui/  (user: any name)",
+        f"  Trino web UI      {service_url(settings, 'trino')}/ui/  (user lakehouse, password "
+        "LAKEHOUSE_TRINO_LAKEHOUSE_PASSWORD; the certificate is self-signed: "
+        f"{settings.trino_ca_file})",
         f"  SQL               make sql   |   make sql Q=\"SELECT * FROM {SMOKE_TABLE}\"",
         "  marts             make sql Q=\"SELECT * FROM marts.fct_observations_hourly LIMIT 10\" FORMAT=ALIGNED",
         "  dbt               make dbt-build   |   make dbt ARGS=\"test -s fct_observations\"",
@@ -154,4 +166,7 @@ def where_to_look(settings: Settings) -> str:
         f"  credentials       {env_file_path()}  (generated, mode 0600)",
         f"  logs              make logs   ({settings.log_path})",
         "  stop / status     make down  |  make status",
+        "",
+        "Dashboards (Superset):",
+        *("  " + ln for ln in assets.describe(settings).splitlines()),
     ])

@@ -166,16 +166,60 @@ def import_assets(settings: Settings, root: Path = ASSETS, say=print) -> dict[st
     return counts
 
 
-def export_assets(settings: Settings) -> dict[str, str]:
-    """What Superset holds, in the repo's layout, the database file put back as its template."""
+def export_assets(settings: Settings, root: Path = ASSETS) -> dict[str, str]:
+    """What Superset holds, in the repo's layout: a file keeps its repo name (matched by
+    UUID), and the database file is put back as its template (the export masks the
+    password and holds this machine's paths)."""
     from lakehouse.superset.client import SupersetClient
 
-    files = unbundle(SupersetClient(settings).login().export_assets())
-    repo = asset_files()
-    for name in list(files):
-        if TEMPLATED.match(name) and name in repo:
-            files[name] = repo[name]
+    exported = unbundle(SupersetClient(settings).login().export_assets())
+    repo = asset_files(root)
+    repo_names = {yaml.safe_load(t).get("uuid"): n for n, t in repo.items() if n != "metadata.yaml"}
+    files = {}
+    for name, text in exported.items():
+        doc = yaml.safe_load(text)
+        kind = name.split("/", 1)[0]
+        target = repo_names.get(doc.get("uuid")) if kind in KINDS else name
+        if target is None:  # new in Superset: a stable name from its title, without the id
+            target = re.sub(r"_\d+\.yaml$", ".yaml", name)
+        files[target] = repo[target] if TEMPLATED.match(target) and target in repo else text
     return files
+
+
+def normalize(name: str, doc: dict) -> dict:
+    """An asset without what is local to one Superset: numeric ids, list order, export time.
+
+    Two Superset instances given the same files hold the same assets if their exports
+    normalize equal; ids are reassigned at every import (and remapped by UUID).
+    """
+    import copy
+    import json
+
+    doc = copy.deepcopy(doc)
+    if name == "metadata.yaml":
+        doc.pop("timestamp", None)
+    if name.startswith("datasets/"):
+        for key in ("columns", "metrics"):
+            doc[key] = sorted(doc.get(key) or [], key=lambda c: c.get("column_name") or c.get("metric_name"))
+    if name.startswith("charts/"):
+        doc["params"].pop("datasource", None)
+        qc = json.loads(doc.get("query_context") or "{}")
+        qc.pop("datasource", None)
+        qc.get("form_data", {}).pop("datasource", None)
+        for q in qc.get("queries", []):
+            q.pop("datasource", None)
+        doc["query_context"] = qc
+    if name.startswith("dashboards/"):
+        ids = {}
+        for node in (doc.get("position") or {}).values():
+            if isinstance(node, dict) and node.get("type") == "CHART":
+                ids[node["meta"].pop("chartId", None)] = node["meta"]["uuid"]
+        for f in doc.get("metadata", {}).get("native_filter_configuration", []):
+            scope = f.get("scope", {})
+            scope["excluded"] = sorted(ids.get(i, i) for i in scope.get("excluded", []))
+            f.pop("chartsInScope", None)
+        doc.get("metadata", {}).pop("global_chart_configuration", None)
+    return doc
 
 
 def write_files(files: dict[str, str], dest: Path) -> None:
@@ -225,6 +269,7 @@ def generate_datasets(manifest: dict, catalog: dict, database_uuid: str, databas
             "schema": schema, "sql": None, "params": None, "template_params": None,
             "filter_select_enabled": True, "fetch_values_predicate": None, "extra": None,
             "normalize_columns": False, "always_filter_main_dttm": False,
+            "currency_code_column": None, "folders": None,
             "uuid": dataset_uuid(schema, table),
             "metrics": [{"metric_name": "count", "verbose_name": "COUNT(*)", "metric_type": "count",
                          "expression": "COUNT(*)", "description": None, "d3format": None,

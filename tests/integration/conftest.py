@@ -41,6 +41,29 @@ def lakehouse(*args: str, check: bool = True, timeout: int = 900) -> subprocess.
     return proc
 
 
+SCREENSHOTS: list = []
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir():
+    """Where the browser tests save their screenshots (listed at the end of the run)."""
+    from pathlib import Path
+
+    path = Path(TEST_ENV["LAKEHOUSE_DATA_DIR"]) / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    SCREENSHOTS.append(path)
+    return path
+
+
+def pytest_terminal_summary(terminalreporter):
+    for folder in SCREENSHOTS:
+        shots = sorted(folder.glob("*.png"))
+        if shots:
+            terminalreporter.write_line(f"dashboard screenshots ({len(shots)}) in {folder}:")
+            for shot in shots:
+                terminalreporter.write_line(f"  {shot}")
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         item.add_marker(pytest.mark.integration)

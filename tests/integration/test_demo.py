@@ -1,5 +1,6 @@
 """`lakehouse demo` (what `make demo` runs) against the test stack."""
 
+from lakehouse.settings import env_file_path
 from lakehouse.trino import query
 
 from .conftest import lakehouse
@@ -28,6 +29,12 @@ def test_demo_creates_namespaces_smoke_loads_and_says_where_to_look(stack):
     assert "states with the highest PM2.5 on the latest day" in proc.stdout
     quality = _section(proc.stdout, "marts: data quality per source")
     assert [line.split()[0] for line in quality] == ["network_a", "network_b"]
+    # ... imports the dashboards, and ends with their addresses and where the passwords are
+    assert "imported 1 databases, 5 datasets, 8 charts, 2 dashboards" in proc.stderr
+    tail = proc.stdout[proc.stdout.index("Dashboards (Superset):"):]
+    for slug in ("air-quality-overview", "data-quality"):
+        assert f"{stack.superset_url}/superset/dashboard/{slug}/" in tail
+    assert "LAKEHOUSE_SUPERSET_ADMIN_PASSWORD" in tail and str(env_file_path()) in tail
 
 
 def _section(stdout: str, title: str) -> list[str]:
