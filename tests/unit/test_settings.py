@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse.errors import SettingsError
-from lakehouse.settings import ENV_EXAMPLE, PREFIX, Settings, load_settings, secret_fields
+from lakehouse.settings import ENV_EXAMPLE, PREFIX, Settings, generate_env_file, load_settings, secret_fields
 
 
 def test_first_run_generates_env_file_with_mode_0600_and_random_secrets(tmp_path):
@@ -174,3 +174,19 @@ def test_engine_env_carries_every_setting_and_the_derived_endpoints(settings):
         assert PREFIX + name.upper() in env
     assert env["LAKEHOUSE_S3_ENDPOINT"] == f"http://127.0.0.1:{settings.minio_port}"
     assert env["LAKEHOUSE_POSTGRES_HOST"] == "127.0.0.1"
+
+
+def test_an_older_env_file_gets_the_new_secrets_appended_and_keeps_the_rest(tmp_path):
+    path = tmp_path / ".env"
+    generate_env_file(path)
+    old = [ln for ln in path.read_text().splitlines()
+           if not ln.startswith(("LAKEHOUSE_SUPERSET_SECRET_KEY=", "LAKEHOUSE_TRINO_DBT_PASSWORD="))]
+    path.write_text("\n".join(old) + "\n")
+    kept = load_settings(path)
+    text = path.read_text()
+    assert text.startswith("\n".join(old))  # nothing before the appended block changed
+    added = text[len("\n".join(old)) + 1:].splitlines()
+    assert added[0].startswith("#") and sorted(a.split("=")[0] for a in added[1:]) == [
+        "LAKEHOUSE_SUPERSET_SECRET_KEY", "LAKEHOUSE_TRINO_DBT_PASSWORD"]
+    assert len(kept.superset_secret_key.get_secret_value()) >= 32
+    assert load_settings(path).trino_dbt_password == kept.trino_dbt_password  # stable from then on
