@@ -25,7 +25,7 @@ from tests.integration.conftest import lakehouse
 SEED, PERIOD, ROWS, FAULTS = 11, 60.0, 300, 0.06
 NETWORK = {"network_a": "network-a", "network_b": "network-b"}
 MARTS = ("fct_observations", "fct_observations_hourly", "dim_stations", "fct_daily_state_indicators",
-         "mart_data_quality")
+         "mart_data_quality", "mart_quarantine_reasons")
 
 
 def run_results() -> dict:
@@ -178,6 +178,10 @@ def test_data_quality_counts_match_the_generator(stack, cycle):
         if quarantined:
             counted = sum(int(part.rsplit(": ", 1)[1]) for part in reasons.split(" | "))
             assert counted >= quarantined  # a row may carry several reasons
+            # the same reasons, one row each, in mart_quarantine_reasons
+            by_kind = dict(query(stack, "SELECT reason_kind, rows_with_reason FROM marts.mart_quarantine_reasons "
+                                        f"WHERE source = '{src}' AND group_number = {group} AND batch_number = {b}"))
+            assert by_kind == {part.rsplit(": ", 1)[0]: int(part.rsplit(": ", 1)[1]) for part in reasons.split(" | ")}
 
 
 def test_source_freshness_passes_after_ingesting(cycle):

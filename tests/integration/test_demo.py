@@ -30,7 +30,7 @@ def test_demo_creates_namespaces_smoke_loads_and_says_where_to_look(stack):
     quality = _section(proc.stdout, "marts: data quality per source")
     assert [line.split()[0] for line in quality] == ["network_a", "network_b"]
     # ... imports the dashboards, and ends with their addresses and where the passwords are
-    assert "imported 1 databases, 5 datasets, 8 charts, 2 dashboards" in proc.stderr
+    assert "imported 1 databases, 6 datasets, 9 charts, 2 dashboards" in proc.stderr
     tail = proc.stdout[proc.stdout.index("Dashboards (Superset):"):]
     for slug in ("air-quality-overview", "data-quality"):
         assert f"{stack.superset_url}/superset/dashboard/{slug}/" in tail

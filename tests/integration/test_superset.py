@@ -54,7 +54,7 @@ def marts(stack, spark, tmp_path_factory):
         sim.stop()
     lakehouse("dbt", "build", timeout=1500)
     proc = lakehouse("superset", "import")
-    assert "imported 1 databases, 5 datasets, 8 charts, 2 dashboards" in proc.stdout, proc.stdout
+    assert "imported 1 databases, 6 datasets, 9 charts, 2 dashboards" in proc.stdout, proc.stdout
     return stack
 
 

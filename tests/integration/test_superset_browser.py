@@ -65,3 +65,25 @@ def test_dashboard_renders_without_errors(marts, page, slug, title, n_charts, sc
     errors = page.locator(ERRORS)
     assert errors.count() == 0, f"{slug}: " + " | ".join(errors.all_inner_texts())[:1000]
     assert charts.count() == n_charts
+
+
+def test_with_trino_down_a_dashboard_shows_an_error_and_superset_stays_up(marts, page, screenshot_dir):  # noqa: F811
+    import requests
+
+    from lakehouse.stack import supervisor
+    from tests.integration.conftest import lakehouse
+
+    supervisor.client(marts).supervisor.stopProcess("trino", True)
+    try:
+        page.goto("/superset/dashboard/data-quality/", wait_until="networkidle", timeout=120_000)
+        errors = page.locator(ERRORS)
+        deadline = time.monotonic() + 120
+        while errors.count() == 0:
+            assert time.monotonic() < deadline, "no chart error shown with Trino down"
+            page.wait_for_timeout(500)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(screenshot_dir / "data-quality-trino-down.png"), full_page=True)
+        assert "Data quality" in page.content()  # the page itself still renders
+        assert requests.get(f"{marts.superset_url}/health", timeout=10).text == "OK"
+    finally:
+        lakehouse("up", timeout=600)

@@ -74,7 +74,7 @@ def test_dataset_checks_name_the_missing_table_and_columns():
 def test_datasets_are_the_marts_with_documented_grain():
     datasets = {d["table_name"]: d for n, d in PARSED.items() if n.startswith("datasets/")}
     assert set(datasets) == {"dim_stations", "fct_daily_state_indicators", "fct_observations",
-                             "fct_observations_hourly", "mart_data_quality"}
+                             "fct_observations_hourly", "mart_data_quality", "mart_quarantine_reasons"}
     for table, d in datasets.items():
         assert d["schema"] == "marts" and "Grain" in d["description"], table
         assert d["uuid"] == assets.dataset_uuid("marts", table)

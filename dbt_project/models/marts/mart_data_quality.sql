@@ -8,26 +8,8 @@ with audit as (
     select * from {{ source('audit', 'ingestion_log') }}
 ),
 
-quarantined as (
-    {%- for src in var('source_precedence') %}
-        select
-            q._batch_id,
-            r.reason
-        from {{ source('quarantine', src) }} as q
-        cross join unnest(q.reasons) as r (reason)
-        {%- if not loop.last %}
-            union all
-        {%- endif %}
-    {%- endfor %}
-),
-
 reason_counts as (
-    select
-        _batch_id,
-        substr(regexp_replace(reason, '(, got | \(got ).*$', ''), 1, 160) as reason_kind,
-        count(*) as n_rows
-    from quarantined
-    group by 1, 2
+    select * from {{ ref('int_quarantine_reasons_counted') }}
 ),
 
 reasons as (
