@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from contextlib import contextmanager
 import statistics
 import sys
 import tempfile
@@ -58,6 +59,29 @@ def timed_dbt(settings, args: list[str]) -> tuple[float, dict]:
     dbt.run(settings, args, capture=True)
     wall = time.perf_counter() - t0
     return wall, json.loads((dbt.DBT_PROJECT / "target" / "run_results.json").read_text())
+
+
+@contextmanager
+def simulated_networks(settings, rows: int):
+    """Our simulator on a free port and Spark ingestors of both networks reading it; both
+    stopped on the way out."""
+    from lakehouse.contracts import load_all
+    from lakehouse.simulator.server import SteppedSimulator
+    from spark_jobs.ingest import open_ingestors
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = SteppedSimulator(Path(tmp) / "state.json", seed=settings.simulator_seed, rows_per_batch=rows,
+                               fault_rate=settings.simulator_fault_rate)
+        ingestors = []
+        try:
+            contracts = load_all()
+            ingestors = open_ingestors(settings.model_copy(update={"batch_api_url": sim.url}),
+                                       [contracts["network_a"], contracts["network_b"]])
+            yield sim, ingestors
+        finally:
+            sim.stop()
+            if ingestors:
+                ingestors[0].spark.stop()
 
 
 def ingest_batches(ingestors, sim, group: int, count: int) -> None:
@@ -114,9 +138,7 @@ def duckdb_latencies(settings, repeats: int) -> tuple[dict[str, list[float]], di
 
 
 def run(runs: int = 3, repeats: int = 20, rows: int | None = None) -> list[str]:
-    from lakehouse.contracts import load_all
-    from lakehouse.simulator.server import SteppedSimulator
-    from spark_jobs.ingest import MAX_BATCH, open_ingestors
+    from spark_jobs.ingest import MAX_BATCH
 
     settings = bench_settings()
     rows = rows or settings.simulator_rows_per_batch
@@ -127,29 +149,20 @@ def run(runs: int = 3, repeats: int = 20, rows: int | None = None) -> list[str]:
     group = int(time.time()) % 9000 // 10 * 10 + 1000  # fresh batch keys every run
     lines: list[str] = []
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            sim = SteppedSimulator(Path(tmp) / "state.json", seed=settings.simulator_seed, rows_per_batch=rows,
-                                   fault_rate=settings.simulator_fault_rate)
-            try:
-                contracts = load_all()
-                ingestors = open_ingestors(settings.model_copy(update={"batch_api_url": sim.url}),
-                                           [contracts["network_a"], contracts["network_b"]])
-                say(f"- ingesting one cycle of both networks ({rows} rows per batch), group {group}")
-                ingest_batches(ingestors, sim, group, MAX_BATCH)
-                say("- full build of the cycle (dbt build --full-refresh)")
-                full_wall, full = timed_dbt(settings, ["build", "--full-refresh"])
-                say(f"  {full_wall:.1f}s")
-                incremental = []
-                groups = itertools.count(group + 1)
-                for i in range(runs):
-                    # one more batch: the first of a new group keeps batch keys fresh
-                    ingest_batches(ingestors, sim, next(groups), 1)
-                    wall, _ = timed_dbt(settings, ["build"])
-                    incremental.append(wall)
-                    say(f"- incremental dbt build after one batch, run {i + 1}/{runs}: {wall:.1f}s")
-                ingestors[0].spark.stop()
-            finally:
-                sim.stop()
+        with simulated_networks(settings, rows) as (sim, ingestors):
+            say(f"- ingesting one cycle of both networks ({rows} rows per batch), group {group}")
+            ingest_batches(ingestors, sim, group, MAX_BATCH)
+            say("- full build of the cycle (dbt build --full-refresh)")
+            full_wall, full = timed_dbt(settings, ["build", "--full-refresh"])
+            say(f"  {full_wall:.1f}s")
+            incremental = []
+            groups = itertools.count(group + 1)
+            for i in range(runs):
+                # one more batch: the first of a new group keeps batch keys fresh
+                ingest_batches(ingestors, sim, next(groups), 1)
+                wall, _ = timed_dbt(settings, ["build"])
+                incremental.append(wall)
+                say(f"- incremental dbt build after one batch, run {i + 1}/{runs}: {wall:.1f}s")
         one_view_wall, one_view = timed_dbt(settings, ["run", "--select", "stg_network_a__observations"])
         view_times = [r["execution_time"] for r in full["results"]
                       if r["unique_id"].startswith("model.") and "stg_" in r["unique_id"]]

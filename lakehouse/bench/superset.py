@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import copy
 import json
-import tempfile
 import time
-from pathlib import Path
 
 import sqlparse
 
-from lakehouse.bench.dbt import ingest_batches, pct, say
+from lakehouse.bench.dbt import ingest_batches, pct, say, simulated_networks
 from lakehouse.bench.report import bench_settings, line, write_section
 from lakehouse.catalog import ensure_namespaces
 from lakehouse.stack import manager
@@ -42,12 +40,10 @@ def _dashboard_charts(client, dashboard: dict) -> list[tuple[str, dict]]:
 
 def run(repeats: int = 20, rows: int | None = None) -> list[str]:
     from lakehouse import dbt
-    from lakehouse.contracts import load_all
-    from lakehouse.simulator.server import SteppedSimulator
     from lakehouse.superset import assets
     from lakehouse.superset.client import SupersetClient
     from lakehouse.trino import connect
-    from spark_jobs.ingest import MAX_BATCH, open_ingestors
+    from spark_jobs.ingest import MAX_BATCH
 
     settings = bench_settings()
     rows = rows or settings.simulator_rows_per_batch
@@ -59,18 +55,9 @@ def run(repeats: int = 20, rows: int | None = None) -> list[str]:
     results: dict[str, dict[str, list[float]]] = {}
     per_chart: dict[str, tuple[list[float], list[float]]] = {}
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            sim = SteppedSimulator(Path(tmp) / "state.json", seed=settings.simulator_seed, rows_per_batch=rows,
-                                   fault_rate=settings.simulator_fault_rate)
-            try:
-                contracts = load_all()
-                ingestors = open_ingestors(settings.model_copy(update={"batch_api_url": sim.url}),
-                                           [contracts["network_a"], contracts["network_b"]])
-                say(f"- ingesting one cycle of both networks ({rows} rows per batch), group {group}")
-                ingest_batches(ingestors, sim, group, MAX_BATCH)
-                ingestors[0].spark.stop()
-            finally:
-                sim.stop()
+        with simulated_networks(settings, rows) as (sim, ingestors):
+            say(f"- ingesting one cycle of both networks ({rows} rows per batch), group {group}")
+            ingest_batches(ingestors, sim, group, MAX_BATCH)
         say("- dbt build, then superset import")
         dbt.run(settings, ["build"], capture=True)
         assets.import_assets(settings, say=say)
