@@ -26,6 +26,10 @@ install: system-deps $(VENV)/.synced ## Install system packages (as root) and th
 system-deps: ## Install OS packages the native stack needs (PostgreSQL server), as root via apt
 	@bash scripts/system-deps.sh
 
+.PHONY: test-deps
+test-deps: ## Install OS packages the tests also need (Chromium for the dashboard tests), as root via apt
+	@bash scripts/system-deps.sh test
+
 .PHONY: env
 env: $(VENV)/.synced ## Generate .env with fresh secrets if it does not exist
 	@$(VENV)/bin/python -c "from lakehouse.settings import load_settings, env_file_path; load_settings(); print(env_file_path())"
@@ -83,7 +87,7 @@ lint-sql: $(VENV)/.synced ## sqlfluff on the dbt models (Trino dialect, dbt temp
 	@$(LH) lint-sql
 
 .PHONY: test
-test: install ## Run every test: unit tier, then the integration tier against the native stack
+test: install test-deps ## Run every test: unit tier, then the integration tier against the native stack
 	$(PYTEST) tests/unit -q
 	$(PYTEST) tests/integration -q -m integration
 
@@ -92,7 +96,7 @@ test-unit: $(VENV)/.synced ## Unit tier only (no services)
 	$(PYTEST) tests/unit -q
 
 .PHONY: test-integration
-test-integration: install ## Integration tier (starts and stops its own stack; KEEP=1 leaves it up)
+test-integration: install test-deps ## Integration tier (starts and stops its own stack; KEEP=1 leaves it up)
 	$(PYTEST) tests/integration -q -m integration
 
 .PHONY: bench-stack
