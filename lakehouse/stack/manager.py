@@ -143,16 +143,19 @@ def _wait_healthy(settings: Settings, svc: Service) -> float:
 
 
 def _superset_after(settings: Settings) -> None:
-    """Users always; the dashboards once the marts they read exist (else say how)."""
+    """Users always; the dashboards once the marts they read exist (else say how).
+
+    Before the first `dbt build` there are no marts, which is normal, not an error. Once
+    they exist, an import that fails is one: `up` stops with the reason.
+    """
     from lakehouse.superset import assets
 
     superset_runtime.ensure_users(settings)
-    try:
-        assets.import_assets(settings, say=lambda m: say("  " + m))
-    except assets.AssetError as exc:
-        say("  Superset is up, but its dashboards were not imported: the marts are not built yet.\n"
-            "  -> run `make demo` (or `lakehouse dbt build`), then `make superset-import`"
-            + (f"\n  ({exc.message.splitlines()[1].strip()} ...)" if len(exc.message.splitlines()) > 1 else ""))
+    if not assets.marts_built(settings):
+        say("  Superset is up; its dashboards are not imported yet, because the marts are not built.\n"
+            "  -> run `make demo` (or `lakehouse dbt build`), then `make superset-import`")
+        return
+    assets.import_assets(settings, say=lambda m: say("  " + m))
 
 
 # Before a service's first start, and after it is healthy.

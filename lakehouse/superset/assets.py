@@ -121,6 +121,14 @@ def trino_columns(settings: Settings) -> Callable[[str, str], list[str] | None]:
     return lambda schema, table: tables.get((schema, table))
 
 
+def marts_built(settings: Settings, root: Path = ASSETS) -> bool:
+    """True if any table a dataset reads exists (dbt has built the marts at least once)."""
+    parsed = parse(asset_files(root))
+    columns_of = trino_columns(settings)
+    return any(columns_of(d.get("schema"), d["table_name"]) is not None
+               for n, d in parsed.items() if n.startswith("datasets/"))
+
+
 def bundle(files: dict[str, str]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
