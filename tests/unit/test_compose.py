@@ -357,3 +357,26 @@ def test_core_services_have_no_profile_and_profiles_are_the_documented_ones(serv
     used = {p for svc in services.values() for p in svc.get("profiles", [])}
     assert used == {"jobs", "bi"} and services["spark"]["profiles"] == ["jobs"]
     assert services["superset"]["profiles"] == ["bi"]
+
+
+def test_superset_runs_the_native_lock_and_config_and_imports_with_the_cli(services):
+    text = DOCKERFILE.read_text()
+    stage = text.split("FROM base AS superset", 1)[1].split("\nFROM ", 1)[0]
+    assert "uv pip sync" in stage and "superset-requirements.txt" in stage
+    assert "COPY conf/superset/requirements.txt" in stage
+    assert "ensure_users.py" in stage and "superset db upgrade" in stage and "superset init" in stage
+    sup = services["superset"]
+    assert sup["build"]["target"] == "superset" and sup["profiles"] == ["bi"]
+    assert any(str(v).startswith("../conf/superset:") for v in sup["volumes"])
+    assert services["superset-import"]["command"] == ["lakehouse", "superset", "import"]
+    assert "COPY superset_assets ./superset_assets" in text  # the import reads them in the image
+
+
+def test_trino_gets_the_auth_files_and_clients_the_certificate(services):
+    trino = services["trino"]
+    mounts = [str(v) for v in trino["volumes"]]
+    for name in ("password-authenticator.properties", "access-control.properties", "rules.json"):
+        assert any(m.startswith(f"../conf/trino/{name}:") for m in mounts), name
+    assert [p["target"] for p in trino["ports"]] == [8443]  # clients: HTTPS only
+    for name in ("provision", "dbt", "spark", "superset", "superset-import"):
+        assert any(str(v).startswith("trino-tls:/var/lib/lakehouse/tls") for v in services[name]["volumes"]), name
