@@ -75,3 +75,11 @@ def test_table_created_through_trino_is_visible_to_spark(stack, spark):
     schema, table = name.split(".")
     files = query(stack, f'SELECT file_path FROM {schema}."{table}$files"')
     assert files and all(f[0].startswith(f"s3://{stack.warehouse_bucket}/marts/") for f in files)
+
+
+def test_the_trino_cli_connects_over_https_with_the_platform_password(stack):
+    """`make sql`: the CLI jar, the pinned certificate, the password from .env (not a prompt)."""
+    from .conftest import lakehouse
+
+    proc = lakehouse("sql", "--query", "SELECT current_user, 6 * 7", "--format", "CSV")
+    assert proc.stdout.strip().splitlines()[-1] == '"lakehouse","42"', proc.stdout + proc.stderr
