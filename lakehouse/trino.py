@@ -70,7 +70,7 @@ def cli(settings: Settings, statement: str | None = None, output_format: str | N
     # --password makes the CLI read TRINO_PASSWORD from its environment, not a prompt.
     cmd = [str(java), *quiet, "-jar", str(jar), f"--server={settings.trino_url}",
            f"--catalog={settings.catalog_name}", f"--user={PLATFORM_USER}", "--password",
-           f"--truststore-path={settings.trino_ca_file}", "--truststore-type=PEM"]
+           f"--truststore-path={settings.trino_ca_file}"]
     if statement is not None:
         cmd += [f"--execute={statement}"]
         if output_format:
