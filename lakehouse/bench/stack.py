@@ -1,7 +1,7 @@
 """`make bench-stack`: warm start to all healthy, and peak RSS per service.
 
 Ours: `lakehouse up` (preflight, supervisord, ordered health-gated starts, provisioning).
-Baseline, in the same run: the same three server commands with the same config, started
+Baseline, in the same run: the same server commands with the same config, started
 bare and all at once with Popen, timed until the same health checks pass. The ratio is
 what supervision, start order and provisioning cost over the floor.
 
@@ -178,7 +178,7 @@ def run(_dev_settings: Settings, runs: int) -> list[str]:
                 f"{total_ours / total_bare:.2f} | < {RSS_TARGET_GIB} GiB |")
     body = "\n".join([
         f"`make bench-stack`, median of {runs} rounds. Ours: `lakehouse up` (preflight, supervisord, "
-        "start order with health gates, provisioning). Baseline: the same three server commands "
+        "start order with health gates, provisioning). Baseline: the same server commands "
         "and configs started bare and all at once, timed until the same health checks pass. "
         "Peak RSS: each service's process tree, sampled every 0.25 s during the same Trino "
         "workload (1M rows written to Iceberg on MinIO, then aggregated). Trino heap: "
