@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from lakehouse import dbt
-from lakehouse.bench.report import bench_settings, line, write_section
-from lakehouse.catalog import catalog, ensure_namespaces
+from lakehouse.bench.report import empty_bench_stack, line, write_section
+from lakehouse.catalog import catalog
 from lakehouse.stack import manager
 
 # (name, SQL with {t} for the table). The same text runs on Trino and DuckDB.
@@ -140,12 +140,8 @@ def duckdb_latencies(settings, repeats: int) -> tuple[dict[str, list[float]], di
 def run(runs: int = 3, repeats: int = 20, rows: int | None = None) -> list[str]:
     from spark_jobs.ingest import MAX_BATCH
 
-    settings = bench_settings()
+    settings = empty_bench_stack("bench-dbt")
     rows = rows or settings.simulator_rows_per_batch
-    say(f"bench-dbt: own stack in {settings.data_path}, emptied first so the figures are one cycle's")
-    manager.clean(settings)
-    manager.up(settings)
-    ensure_namespaces(settings)
     group = int(time.time()) % 9000 // 10 * 10 + 1000  # fresh batch keys every run
     lines: list[str] = []
     try:

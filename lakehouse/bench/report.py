@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import sys
 from datetime import datetime, timezone
 
 import psutil
@@ -32,6 +33,19 @@ def bench_settings():
     """Settings of the bench stack; also exported to the environment for child commands."""
     os.environ.update(BENCH_ENV)
     return load_settings()
+
+
+def empty_bench_stack(bench: str):
+    """The bench stack, emptied and started, with the layer namespaces: figures of one run."""
+    from lakehouse.catalog import ensure_namespaces
+    from lakehouse.stack import manager
+
+    settings = bench_settings()
+    print(f"{bench}: own stack in {settings.data_path}, emptied first", file=sys.stderr, flush=True)
+    manager.clean(settings)
+    manager.up(settings)
+    ensure_namespaces(settings)
+    return settings
 
 
 def line(name: str, value: float, unit: str, baseline: float, target: str) -> str:

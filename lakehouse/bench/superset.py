@@ -19,8 +19,7 @@ import time
 import sqlparse
 
 from lakehouse.bench.dbt import ingest_batches, pct, say, simulated_networks
-from lakehouse.bench.report import bench_settings, line, write_section
-from lakehouse.catalog import ensure_namespaces
+from lakehouse.bench.report import empty_bench_stack, line, write_section
 from lakehouse.stack import manager
 
 
@@ -45,12 +44,8 @@ def run(repeats: int = 20, rows: int | None = None) -> list[str]:
     from lakehouse.trino import connect
     from spark_jobs.ingest import MAX_BATCH
 
-    settings = bench_settings()
+    settings = empty_bench_stack("bench-superset")
     rows = rows or settings.simulator_rows_per_batch
-    say(f"bench-superset: own stack in {settings.data_path}, emptied first")
-    manager.clean(settings)
-    manager.up(settings)
-    ensure_namespaces(settings)
     group = int(time.time()) % 9000 // 10 * 10 + 1000
     results: dict[str, dict[str, list[float]]] = {}
     per_chart: dict[str, tuple[list[float], list[float]]] = {}

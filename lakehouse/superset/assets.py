@@ -147,8 +147,10 @@ def unbundle(data: bytes) -> dict[str, str]:
     return out
 
 
-def validate(settings: Settings, root: Path = ASSETS) -> dict[str, dict]:
-    """Everything `import_assets` checks before it sends anything to Superset."""
+def validate(settings: Settings, root: Path = ASSETS) -> tuple[dict[str, str], dict[str, dict]]:
+    """Everything `import_assets` checks before it sends anything to Superset.
+
+    Returns the rendered files and their parsed form."""
     files = render(asset_files(root), settings)
     parsed = parse(files)
     problems = check_links(parsed) + check_datasets(parsed, trino_columns(settings))
@@ -157,15 +159,14 @@ def validate(settings: Settings, root: Path = ASSETS) -> dict[str, dict]:
                          + "\n  ".join(problems),
                          "build the marts first (`lakehouse dbt build`), or fix the dataset "
                          "(regenerate: `lakehouse superset datasets`)")
-    return parsed
+    return files, parsed
 
 
 def import_assets(settings: Settings, root: Path = ASSETS, say=print) -> dict[str, int]:
     """Validate, then import everything by UUID (overwrite: re-importing duplicates nothing)."""
     from lakehouse.superset.client import SupersetClient
 
-    parsed = validate(settings, root)
-    files = render(asset_files(root), settings)
+    files, parsed = validate(settings, root)
     password = settings.trino_superset_password.get_secret_value()
     passwords = {f"databases/{Path(n).name}": password for n in files if n.startswith("databases/")}
     SupersetClient(settings).login().import_assets(bundle(files), passwords)
