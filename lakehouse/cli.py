@@ -8,6 +8,7 @@ import click
 
 from lakehouse.errors import LakehouseError
 from lakehouse.settings import Settings, load_settings
+from lakehouse.stack.services import ORDER
 
 
 def _settings() -> Settings:
@@ -42,7 +43,7 @@ def doctor() -> None:
 
 @cli.command()
 def up() -> None:
-    """Start PostgreSQL, MinIO, Trino, the batch API simulator and Superset (in order, each once healthy)."""
+    """Start PostgreSQL, MinIO, Trino, the batch API simulator, Superset and Airflow (in order, each once healthy)."""
     from lakehouse.stack import manager
 
     manager.up(_settings())
@@ -65,13 +66,13 @@ def status() -> None:
     rows = manager.status(_settings())
     for r in rows:
         mark = "healthy" if r["healthy"] else "DOWN" if r["state"] == "DOWN" else "unhealthy"
-        click.echo(f"{r['service']:<9} {r['state']:<9} pid={str(r['pid']):<8} {mark:<10} {r['detail']:<24} {r['url']}")
+        click.echo(f"{r['service']:<21} {r['state']:<9} pid={str(r['pid']):<8} {mark:<10} {r['detail']:<24} {r['url']}")
     if not all(r["healthy"] for r in rows):
         sys.exit(3)
 
 
 @cli.command()
-@click.argument("service", required=False, type=click.Choice(["postgres", "minio", "trino", "simulator", "superset", "supervisord"]))
+@click.argument("service", required=False, type=click.Choice([*ORDER, "supervisord"]))
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "--lines", default=50, show_default=True, help="Lines of history per log.")
 def logs(service: str | None, follow: bool, lines: int) -> None:
@@ -158,6 +159,21 @@ def dbt_cmd(args: tuple[str, ...]) -> None:
     dbt.run(settings, list(args) or ["--help"])
 
 
+@cli.command("airflow", context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def airflow_cmd(args: tuple[str, ...]) -> None:
+    """Run the `airflow` command with the stack's Airflow settings: `lakehouse airflow dags
+    list`, `lakehouse airflow dags test ingest_network_a`, `lakehouse airflow --help`."""
+    import os
+
+    from lakehouse.orchestration import runtime
+
+    settings = _settings()
+    os.chdir(runtime.REPO_ROOT)
+    os.execve(str(runtime.AIRFLOW_BIN), [str(runtime.AIRFLOW_BIN), *(args or ("--help",))],
+              runtime.airflow_env(settings))
+
+
 @cli.command("lint-sql")
 @click.option("--fix", is_flag=True, help="Let sqlfluff fix what it can, then report the rest.")
 def lint_sql(fix: bool) -> None:
@@ -196,8 +212,10 @@ def demo() -> None:
 @click.option("--cycle", is_flag=True, help="Ingest every batch as it is published, until batch 10.")
 @click.option("--poll", default=5.0, show_default=True, help="Seconds between polls (--batch, --cycle).")
 @click.option("--timeout", default=30.0, show_default=True, help="HTTP timeout per request, seconds.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Also print each batch's result as one JSON line, last (the scheduler reads it).")
 def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None, cycle: bool,
-           poll: float, timeout: float) -> None:
+           poll: float, timeout: float, as_json: bool) -> None:
     """Ingest batches from the batch API into raw / quarantine / audit (exactly once).
 
     Without --batch or --cycle, ingests the batch the API publishes now. A batch already
@@ -233,9 +251,16 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
                 results.append(r)
     finally:
         ingestors[0].spark.stop()
-    bad = sum(r.status in ("rejected", "failed") for r in results)
+    if as_json:
+        import dataclasses
+        import json
+
+        for r in results:
+            click.echo(json.dumps(dataclasses.asdict(r), sort_keys=True))
+    bad = [r.batch_id for r in results if r.status in ("rejected", "failed")]
     if bad:
-        raise LakehouseError(f"{bad} batch(es) rejected or failed (see the lines above and audit.ingestion_log)")
+        raise LakehouseError(f"{len(bad)} batch(es) rejected or failed: {', '.join(bad)}",
+                             "see the lines above; each is in audit.ingestion_log under its batch_id")
 
 
 @cli.group()

@@ -7,6 +7,7 @@ engines need from it. Nothing else in the project writes a port, a host or a cre
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import secrets
@@ -45,6 +46,9 @@ class Settings(BaseSettings):
     trino_port: int = Field(8080, ge=1, le=65535)
     trino_https_port: int = Field(8443, ge=1, le=65535)
     superset_port: int = Field(8088, ge=1, le=65535)
+    airflow_port: int = Field(8070, ge=1, le=65535)
+    # Airflow serves task logs here and trigger logs on the next port.
+    airflow_log_port: int = Field(8793, ge=1, le=65534)
 
     postgres_superuser: str = "lakehouse_admin"
     postgres_superuser_password: SecretStr
@@ -82,6 +86,27 @@ class Settings(BaseSettings):
     superset_viewer_password: SecretStr
     superset_workers: int = Field(2, ge=1, le=16)
 
+    # Airflow: metadata database, admin user, keys shared by its four components.
+    airflow_db: str = "airflow"
+    airflow_db_user: str = "airflow"
+    airflow_db_password: SecretStr
+    airflow_admin_user: str = "admin"
+    airflow_admin_password: SecretStr
+    airflow_fernet_key: SecretStr
+    airflow_jwt_secret: SecretStr
+    airflow_api_secret_key: SecretStr
+    airflow_parallelism: int = Field(2, ge=1, le=32)
+    airflow_dags_paused: bool = False
+
+    # Schedules (read by the DAG files when Airflow parses them).
+    ingest_schedule: str = "*/5 * * * *"
+    ingest_retries: int = Field(2, ge=2, le=20)
+    ingest_retry_delay_seconds: float = Field(30, gt=0)
+    ingest_timeout_minutes: float = Field(15, gt=0)
+    maintenance_schedule: str = "0 3 * * *"
+    maintenance_snapshot_retention: str = Field("7d", pattern=r"^\d+(\.\d+)?[smhd]$")
+    maintenance_orphan_retention: str = Field("7d", pattern=r"^\d+(\.\d+)?[smhd]$")
+
     trino_java_home: Path | None = None
     spark_java_home: Path | None = None
     trino_heap: str = Field("2G", pattern=r"^\d+[MG]$")
@@ -106,6 +131,13 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_auto(cls, v):
         return None if v in ("", None) else v
+
+    @field_validator("ingest_schedule", "maintenance_schedule")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        from lakehouse.orchestration.schedule import check
+
+        return check(v)
 
     @field_validator("*", mode="after")
     @classmethod
@@ -179,6 +211,14 @@ class Settings(BaseSettings):
     @property
     def superset_url(self) -> str:
         return f"http://{self.host}:{self.superset_port}"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{self.host}:{self.airflow_port}"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.data_path / "airflow"
 
     @property
     def simulator_url(self) -> str:
@@ -292,7 +332,11 @@ def generate_env_file(path: Path, example: Path = ENV_EXAMPLE) -> Path:
 
 def _new_secret(key: str) -> str:
     # user names must stay short and alphanumeric; passwords get 32 bytes of entropy
-    return ("admin" + secrets.token_hex(6)) if key.endswith("_USER") else secrets.token_urlsafe(32)
+    if key.endswith("_USER"):
+        return "admin" + secrets.token_hex(6)
+    if key.endswith("_FERNET_KEY"):  # Fernet's format: 32 random bytes, url-safe base64
+        return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    return secrets.token_urlsafe(32)
 
 
 def add_missing_secrets(path: Path, values: dict[str, str]) -> list[str]:

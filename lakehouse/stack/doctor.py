@@ -56,6 +56,9 @@ def stack_ports(settings: Settings) -> dict[str, int]:
         "LAKEHOUSE_TRINO_HTTPS_PORT": settings.trino_https_port,
         "LAKEHOUSE_SIMULATOR_PORT": settings.simulator_port,
         "LAKEHOUSE_SUPERSET_PORT": settings.superset_port,
+        "LAKEHOUSE_AIRFLOW_PORT": settings.airflow_port,
+        "LAKEHOUSE_AIRFLOW_LOG_PORT": settings.airflow_log_port,
+        "LAKEHOUSE_AIRFLOW_LOG_PORT + 1 (trigger logs)": settings.airflow_log_port + 1,
     }
 
 

@@ -21,7 +21,9 @@ from lakehouse.errors import PreflightError, StackError
 from lakehouse.settings import Settings
 from lakehouse.stack import artifacts, doctor, provision, supervisor
 from lakehouse.superset import runtime as superset_runtime
-from lakehouse.stack.services import HEALTH, ORDER, Service, all_services, init_postgres, pg_data, service_url
+from lakehouse.orchestration import runtime as airflow_runtime
+from lakehouse.stack.services import (HEALTH, ORDER, STAGES, Service, all_services, init_postgres, pg_data,
+                                      service_url)
 
 RUNNING_STATES = {"RUNNING", "STARTING"}
 
@@ -159,7 +161,8 @@ def _superset_after(settings: Settings) -> None:
 
 
 # Before a service's first start, and after it is healthy.
-PREPARE_BEFORE = {"superset": lambda s: superset_runtime.initialize(s, say=say)}
+PREPARE_BEFORE = {"superset": lambda s: superset_runtime.initialize(s, say=say),
+                  "airflow-api": lambda s: airflow_runtime.initialize(s, say=say)}
 PROVISION_AFTER = {"postgres": provision.provision_postgres, "minio": provision.provision_minio,
                    "superset": _superset_after}
 
@@ -176,22 +179,26 @@ def up(settings: Settings) -> dict[str, float]:
         supervisor.start_daemon(settings, _stack_env(settings))
     rpc = supervisor.client(settings)
     timings: dict[str, float] = {}
-    for name in ORDER:
-        svc = services[name]
-        if _state(settings, name) not in RUNNING_STATES:
-            if name in PREPARE_BEFORE:
-                PREPARE_BEFORE[name](settings)
-            say(f"- starting {name} ...")
-            try:
-                rpc.supervisor.startProcess(name, False)
-            except xmlrpc.client.Fault as exc:
-                raise StackError(f"supervisord could not start {name}: {exc.faultString}\n"
-                                 + _log_tail(settings, name),
-                                 f"full log: {settings.log_path / (name + '.log')}") from exc
-        timings[name] = _wait_healthy(settings, svc)
-        say(f"  {name} healthy in {timings[name]:.1f}s  ({svc.url})")
-        if name in PROVISION_AFTER:
-            PROVISION_AFTER[name](settings)
+    for stage in STAGES:
+        for name in stage:
+            if _state(settings, name) not in RUNNING_STATES:
+                if name in PREPARE_BEFORE:
+                    PREPARE_BEFORE[name](settings)
+                say(f"- starting {name} ...")
+                try:
+                    rpc.supervisor.startProcess(name, False)
+                except xmlrpc.client.Fault as exc:
+                    raise StackError(f"supervisord could not start {name}: {exc.faultString}\n"
+                                     + _log_tail(settings, name),
+                                     f"full log: {settings.log_path / (name + '.log')}") from exc
+        t_stage = time.monotonic()
+        for name in stage:
+            svc = services[name]
+            _wait_healthy(settings, svc)
+            timings[name] = time.monotonic() - t_stage
+            say(f"  {name} healthy in {timings[name]:.1f}s  ({svc.url})")
+            if name in PROVISION_AFTER:
+                PROVISION_AFTER[name](settings)
     timings["total"] = time.monotonic() - t0
     say(f"stack up in {timings['total']:.1f}s")
     return timings

@@ -60,6 +60,8 @@ def provision_postgres(settings: Settings) -> None:
     ensure_database(settings, settings.catalog_db, settings.catalog_db_user, password)
     ensure_database(settings, settings.superset_db, settings.superset_db_user,
                     settings.superset_db_password.get_secret_value())
+    ensure_database(settings, settings.airflow_db, settings.airflow_db_user,
+                    settings.airflow_db_password.get_secret_value())
     with pg_connect(settings, settings.catalog_db, settings.catalog_db_user, password) as conn:
         for ddl in ICEBERG_CATALOG_DDL:
             conn.execute(ddl)

@@ -220,6 +220,22 @@ def superset_service(settings: Settings) -> Service:
         start_timeout=180)
 
 
+# ---- Airflow ------------------------------------------------------------------------------
+
+def airflow_services(settings: Settings) -> list[Service]:
+    """api-server, scheduler (LocalExecutor: tasks run as its children), dag-processor,
+    triggerer; metadata in the stack's PostgreSQL (lakehouse.orchestration.runtime)."""
+    from lakehouse.orchestration import runtime
+
+    env = runtime.airflow_settings(settings)
+    return [Service(name=name, command=runtime.component_command(settings, name),
+                    health=lambda n=name: runtime.health(settings, n), url=service_url(settings, name),
+                    env=env, start_timeout=180,
+                    # a running task gets this long to finish before it is killed with its group
+                    stop_wait=60 if name == "airflow-scheduler" else 30)
+            for name in runtime.COMPONENTS]
+
+
 # ---- health checks and addresses (no downloads needed to ask) -------------------------
 
 def postgres_health(settings: Settings) -> tuple[bool, str]:
@@ -255,8 +271,18 @@ def superset_health(settings: Settings) -> tuple[bool, str]:
     return http_ok(f"{settings.superset_url}/health")
 
 
+def _airflow_health(name: str) -> Callable[[Settings], tuple[bool, str]]:
+    def check(settings: Settings) -> tuple[bool, str]:
+        from lakehouse.orchestration import runtime
+
+        return runtime.health(settings, name)
+    return check
+
+
+AIRFLOW = ("airflow-api", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 HEALTH = {"postgres": postgres_health, "minio": minio_health, "trino": trino_health,
-          "simulator": simulator_health, "superset": superset_health}
+          "simulator": simulator_health, "superset": superset_health,
+          **{name: _airflow_health(name) for name in AIRFLOW}}
 
 
 def service_url(settings: Settings, name: str) -> str:
@@ -266,7 +292,8 @@ def service_url(settings: Settings, name: str) -> str:
         "trino": settings.trino_url,
         "simulator": f"{settings.simulator_url}/docs",
         "superset": settings.superset_url,
-    }[name]
+        "airflow-api": settings.airflow_url,
+    }.get(name, f"(reported by {settings.airflow_url}/api/v2/monitor/health)")
 
 
 # ---- shared -------------------------------------------------------------------------------
@@ -289,10 +316,12 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-# Start order: each service starts only once the ones before it are healthy.
-ORDER = ("postgres", "minio", "trino", "simulator", "superset")
+# Start order: each stage starts only once the stages before it are healthy; the services
+# of one stage start together (Superset and Airflow need only PostgreSQL and Trino).
+STAGES = (("postgres",), ("minio",), ("trino",), ("simulator",), ("superset", *AIRFLOW))
+ORDER = tuple(name for stage in STAGES for name in stage)
 
 
 def all_services(settings: Settings) -> list[Service]:
     return [postgres_service(settings), minio_service(settings), trino_service(settings),
-            simulator_service(settings), superset_service(settings)]
+            simulator_service(settings), superset_service(settings), *airflow_services(settings)]

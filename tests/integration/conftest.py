@@ -24,8 +24,15 @@ TEST_ENV = {
     "LAKEHOUSE_TRINO_PORT": "18080",
     "LAKEHOUSE_TRINO_HTTPS_PORT": "18443",
     "LAKEHOUSE_SUPERSET_PORT": "18088",
+    "LAKEHOUSE_AIRFLOW_PORT": "18070",
+    "LAKEHOUSE_AIRFLOW_LOG_PORT": "18793",
     "LAKEHOUSE_SIMULATOR_PORT": "18765",
     "LAKEHOUSE_DBT_TARGET": "ci",  # dbt_project/profiles.yml's target for the test stack
+    # Nothing runs on its own in the test stack: a test unpauses the DAG it schedules.
+    "LAKEHOUSE_AIRFLOW_DAGS_PAUSED": "true",
+    # A schedule and retries short enough to watch failure and recovery within minutes.
+    "LAKEHOUSE_INGEST_SCHEDULE": "* * * * *",
+    "LAKEHOUSE_INGEST_RETRY_DELAY_SECONDS": "3",
 }
 os.environ.update(TEST_ENV)
 
