@@ -68,7 +68,7 @@ def ingestion_dag(contract) -> DAG:
 
         @task(task_id="publish", outlets=[raw, quarantine])
         def publish(result: str) -> str:
-            from airflow.exceptions import AirflowSkipException
+            from airflow.sdk.exceptions import AirflowSkipException
 
             batch = json.loads(result)
             if batch["status"] == "replayed":
@@ -77,7 +77,7 @@ def ingestion_dag(contract) -> DAG:
 
         @task(task_id="quality_gate", retries=0)
         def quality_gate(result: str, contract_id: str = contract.id) -> str:
-            from airflow.exceptions import AirflowFailException
+            from airflow.sdk.exceptions import AirflowFailException
 
             from lakehouse.contracts import load_all as contracts
             from lakehouse.ingest.quality import QualityError, check_batch

@@ -263,6 +263,25 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
                              "see the lines above; each is in audit.ingestion_log under its batch_id")
 
 
+@cli.command()
+@click.option("--layer", "-l", "layers", multiple=True, required=True,
+              type=click.Choice(["all", "raw", "quarantine", "audit", "staging", "intermediate", "marts"]),
+              help="Layer (namespace) whose tables to maintain; repeat, or 'all'.")
+@click.option("--table", "-t", "only", multiple=True, help="Only this table of the layer (repeatable).")
+def maintain(layers: tuple[str, ...], only: tuple[str, ...]) -> None:
+    """Compact small files, expire old snapshots and remove orphan files in every Iceberg
+    table of a layer. Retentions: LAKEHOUSE_MAINTENANCE_SNAPSHOT_RETENTION and
+    LAKEHOUSE_MAINTENANCE_ORPHAN_RETENTION (7d). Query results never change."""
+    from lakehouse.catalog import NAMESPACES
+    from lakehouse.maintenance import maintain as run
+    from lakehouse.stack import manager
+
+    settings = _settings()
+    manager.require(settings, "postgres", "minio", "trino")
+    for layer in (NAMESPACES if "all" in layers else layers):
+        run(settings, layer, list(only) or None, say=click.echo)
+
+
 @cli.group()
 def contracts() -> None:
     """Data contracts (contracts/*.yaml) and what is generated from them."""

@@ -12,6 +12,8 @@ commit as its rows. Before writing, each table is checked for the key:
   merged;
 - key present in some tables only (a crash between commits) -> the missing ones are
   written, so a rerun completes with no duplicates.
+The audit log's committed rows count too: table maintenance expires snapshots older than
+its retention (7 days), and with them their properties, but never an audit row.
 A PostgreSQL advisory lock per batch key serialises two ingests of the same batch; ingests
 of different batches run concurrently and rely on Iceberg's optimistic commit retries.
 
@@ -142,6 +144,17 @@ class Ingestor:
         """batch id -> snapshot id of the commits in `table` that carry batch key `key`."""
         return {snap.summary.get(ID_PROP): snap.snapshot_id for snap in self._snapshots(table, key)}
 
+    def logged_ids(self, group: int, batch_number: int) -> set[str]:
+        """Batch ids audit.ingestion_log holds as committed for this batch key. Table
+        maintenance expires old snapshots and their properties; these rows stay."""
+        from pyiceberg.expressions import And, EqualTo
+
+        table = self.catalog.load_table(self._ident(self.audit))
+        rows = table.scan(row_filter=And(EqualTo("source", self.contract.id), EqualTo("group_number", group),
+                                         EqualTo("batch_number", batch_number), EqualTo("status", "committed")),
+                          selected_fields=("batch_id",)).to_arrow()
+        return set(rows.column("batch_id").to_pylist())
+
     def _replayed(self, batch: Batch, batch_id: str, key: str, checksum: str) -> BatchResult:
         """The result of a batch already committed, from its audit commit's properties."""
         props = next((snap.summary for snap in self._snapshots(self.audit, key)
@@ -214,6 +227,8 @@ class Ingestor:
         key, batch_id = self._key(batch.group_number, batch.batch_number, fetched.checksum)
         with self.batch_lock(key):
             seen = {t: self.committed_ids(t, key) for t in (self.raw, self.quarantine, self.audit)}
+            for logged in self.logged_ids(batch.group_number, batch.batch_number) - set(seen[self.audit]):
+                seen[self.audit][logged] = None  # its snapshot was expired by maintenance
             other = {i for ids in seen.values() for i in ids if i != batch_id}
             if other:
                 return self._reject_payload(

@@ -76,6 +76,8 @@ def airflow_settings(settings: Settings) -> dict[str, str]:
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.airflow_log_port),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.airflow_log_port + 1),
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        # a new DAG file shows up within 30 s (default 5 min); listing one folder is cheap
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         # never pause a DAG because runs failed: the next batch must still be fetched
         "AIRFLOW__CORE__MAX_CONSECUTIVE_FAILED_DAG_RUNS_PER_DAG": "0",

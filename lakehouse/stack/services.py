@@ -317,8 +317,9 @@ def port_free(host: str, port: int) -> bool:
 
 
 # Start order: each stage starts only once the stages before it are healthy; the services
-# of one stage start together (Superset and Airflow need only PostgreSQL and Trino).
-STAGES = (("postgres",), ("minio",), ("trino",), ("simulator",), ("superset", *AIRFLOW))
+# of one stage start together. Airflow's scheduler starts after its api-server, which
+# every task reports to (a task started before it fails).
+STAGES = (("postgres",), ("minio",), ("trino",), ("simulator",), ("superset", AIRFLOW[0]), AIRFLOW[1:])
 ORDER = tuple(name for stage in STAGES for name in stage)
 
 
