@@ -24,8 +24,8 @@ Tasks:
   is logged with its batch id in this task's log and in audit.ingestion_log.
 - `publish`: tells Airflow the raw and quarantine tables changed (assets), which triggers
   `dbt_build`; skipped when the batch was already ingested.
-- `quality_gate`: fails the run, without retrying, when the batch's quarantine rate is above
-  the contract's `quality.max_quarantine_rate`.
+- `quality_gate`: fails the run when the batch's quarantine rate is above the contract's
+  `quality.max_quarantine_rate`, at once (AirflowFailException: a retry can't change it).
 
 One bad batch never blocks the next: `depends_on_past` is off, every run is bounded by
 its retries and `execution_timeout`, and failed runs never pause the DAG.
@@ -75,7 +75,7 @@ def ingestion_dag(contract) -> DAG:
                 raise AirflowSkipException(f"{batch['batch_id']} was already ingested: nothing new")
             return batch["batch_id"]
 
-        @task(task_id="quality_gate", retries=0)
+        @task(task_id="quality_gate")
         def quality_gate(result: str, contract_id: str = contract.id) -> str:
             from airflow.sdk.exceptions import AirflowFailException
 

@@ -33,6 +33,8 @@ TEST_ENV = {
     # A schedule and retries short enough to watch failure and recovery within minutes.
     "LAKEHOUSE_INGEST_SCHEDULE": "* * * * *",
     "LAKEHOUSE_INGEST_RETRY_DELAY_SECONDS": "3",
+    # The stack's simulator (only test_airflow reads it) serves batch 1 for the whole session.
+    "LAKEHOUSE_SIMULATOR_PERIOD_SECONDS": "3600",
 }
 os.environ.update(TEST_ENV)
 

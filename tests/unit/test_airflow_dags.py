@@ -1,0 +1,115 @@
+"""DAG integrity: every DAG in airflow_dags/ imports, without the network or Variables, has
+no cycle, and carries tags, an owner, doc_md and retries >= 2 on every task."""
+
+import socket
+from datetime import timedelta
+
+import pytest
+
+from lakehouse.contracts import load_all
+from lakehouse.orchestration.dags import URI_SCHEME
+from lakehouse.orchestration.runtime import DAGS_FOLDER
+
+
+@pytest.fixture
+def dagbag(settings, monkeypatch, tmp_path):
+    """Parse the DAG folder as the dag-processor does, with the network and Variables cut."""
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow"))
+    monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"a DAG file opened a network connection at parse time: {args}")
+
+    def no_variables(*args, **kwargs):
+        raise AssertionError(f"a DAG file read an Airflow Variable at parse time: {args}")
+
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import Variable
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(Variable, "get", no_variables)
+    return DagBag(dag_folder=str(DAGS_FOLDER), safe_mode=False)
+
+
+def test_every_dag_imports(dagbag):
+    assert dagbag.import_errors == {}
+    expected = {f"ingest_{c}" for c in load_all()} | {"dbt_build", "iceberg_maintenance"}
+    assert set(dagbag.dag_ids) == expected
+
+
+def test_no_cycles_and_the_basics(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        dag.check_cycle()  # raises on a cycle
+        assert dag.tags, dag_id
+        assert dag.doc_md and len(dag.doc_md) > 200, dag_id
+        assert dag.max_active_runs == 1, dag_id
+        assert dag.catchup is False, dag_id
+        assert dag.tasks, dag_id
+        for t in dag.tasks:
+            assert t.owner and t.owner != "airflow", (dag_id, t.task_id, t.owner)
+            assert t.retries >= 2, (dag_id, t.task_id, t.retries)
+            assert t.retry_exponential_backoff, (dag_id, t.task_id)
+            assert t.execution_timeout and t.execution_timeout > timedelta(0), (dag_id, t.task_id)
+
+
+def test_ingestion_dags_follow_the_contracts_and_settings(dagbag, settings):
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    for cid, contract in load_all().items():
+        dag = dagbag.dags[f"ingest_{cid}"]
+        assert dag.owner == contract.owner
+        assert isinstance(dag.timetable, CronDataIntervalTimetable)
+        assert dag.timetable._expression == settings.ingest_schedule == "*/5 * * * *"
+        assert {t.task_id for t in dag.tasks} == {"ingest", "publish", "quality_gate"}
+        ingest = dag.get_task("ingest")
+        assert f"ingest --source {cid} --json" in ingest.bash_command
+        assert ingest.retry_delay == timedelta(seconds=settings.ingest_retry_delay_seconds)
+        assert ingest.execution_timeout == timedelta(minutes=settings.ingest_timeout_minutes)
+        assert ingest.depends_on_past is False
+        assert {t.task_id for t in ingest.downstream_list} == {"publish", "quality_gate"}
+        uris = {a.uri for a in dag.get_task("publish").outlets}
+        assert uris == {f"{URI_SCHEME}://lakehouse/raw/{contract.table}",
+                        f"{URI_SCHEME}://lakehouse/quarantine/{contract.table}"}
+
+
+def test_dbt_runs_when_any_raw_or_quarantine_table_changes(dagbag):
+    dbt = dagbag.dags["dbt_build"]
+    published = {a.uri for cid in load_all() for a in dagbag.dags[f"ingest_{cid}"].get_task("publish").outlets}
+    condition = dbt.timetable.asset_condition
+    assert type(condition).__name__ == "AssetAny"  # any one change starts a run, not all of them
+    assert {a.uri for a in condition.objects} == published
+    assert "lakehouse.cli dbt build" in dbt.get_task("dbt_build").bash_command
+
+
+def test_maintenance_covers_every_layer(dagbag):
+    from lakehouse.catalog import NAMESPACES
+
+    dag = dagbag.dags["iceberg_maintenance"]
+    assert dag.max_active_tasks == 1
+    assert {t.task_id for t in dag.tasks} == {f"maintain_{ns}" for ns in NAMESPACES}
+    for ns in NAMESPACES:
+        assert f"maintain --layer {ns}" in dag.get_task(f"maintain_{ns}").bash_command
+
+
+def test_period_schedule_gives_fixed_intervals(tmp_path, monkeypatch):
+    from airflow.timetables.interval import DeltaDataIntervalTimetable
+
+    from lakehouse.orchestration.dags import timetable
+
+    tt = timetable("30s")
+    assert isinstance(tt, DeltaDataIntervalTimetable) and tt._delta == timedelta(seconds=30)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("every five minutes", "neither a cron expression"),
+    ("*/5 * * *", "neither a cron expression"),
+    ("5s", "shorter than 10s"),
+])
+def test_bad_schedule_is_a_clear_settings_error(monkeypatch, value, message):
+    from lakehouse.errors import SettingsError
+    from lakehouse.settings import load_settings
+
+    monkeypatch.setenv("LAKEHOUSE_INGEST_SCHEDULE", value)
+    with pytest.raises(SettingsError, match="LAKEHOUSE_INGEST_SCHEDULE") as err:
+        load_settings()
+    assert message in str(err.value)
