@@ -63,15 +63,16 @@ def _cutoff(retention: str) -> datetime:
 
 def _spark_maintain(settings: Settings, spark, namespace: str, name: str) -> None:
     cat = settings.catalog_name
-    ident = f"{namespace}.{name}"
+    ident = f"{cat}.{namespace}.{name}"  # unqualified, Spark reads the namespace as a catalog
     snapshots_before = _cutoff(settings.maintenance_snapshot_retention).strftime("%Y-%m-%d %H:%M:%S")
     orphans_before = _cutoff(settings.maintenance_orphan_retention).strftime("%Y-%m-%d %H:%M:%S")
     spark.sql(f"CALL {cat}.system.rewrite_data_files(table => '{ident}', "
               "options => map('min-input-files', '2'))").collect()
     spark.sql(f"CALL {cat}.system.expire_snapshots(table => '{ident}', "
               f"older_than => TIMESTAMP '{snapshots_before}', retain_last => 1)").collect()
+    # prefix_listing: list through the table's S3FileIO (Spark has no Hadoop s3 filesystem here)
     spark.sql(f"CALL {cat}.system.remove_orphan_files(table => '{ident}', "
-              f"older_than => TIMESTAMP '{orphans_before}')").collect()
+              f"older_than => TIMESTAMP '{orphans_before}', prefix_listing => true)").collect()
 
 
 def _trino_maintain(settings: Settings, cursor, namespace: str, name: str) -> None:
@@ -124,7 +125,9 @@ def maintain(settings: Settings, namespace: str, only: list[str] | None = None, 
             try:
                 run(name)
             except Exception as exc:  # engine errors: name the table, keep the cause
-                raise LakehouseError(f"maintenance of {namespace}.{name} failed: {exc}".splitlines()[0][:400],
+                java = getattr(exc, "java_exception", None)  # py4j: the JVM's message, not "o76.sql"
+                cause = (java.toString() if java is not None else str(exc)).splitlines()[0][:400]
+                raise LakehouseError(f"maintenance of {namespace}.{name} failed: {cause}",
                                      "the table is unchanged by the failed step (Iceberg commits "
                                      "atomically); see the log above, then run it again") from exc
             files_after, snaps_after = _counts(settings, namespace, name)
