@@ -118,6 +118,7 @@ def provision() -> None:
 
     `up` does this itself; compose (and an external PostgreSQL or S3) call it directly.
     """
+    from lakehouse.orchestration import runtime as airflow_runtime
     from lakehouse.stack import provision as prov, trino_security
 
     settings = _settings()
@@ -125,9 +126,10 @@ def provision() -> None:
     prov.provision_minio(settings)
     trino_security.ensure_certificate(settings)
     trino_security.write_password_file(settings)
-    click.echo("provisioned: catalog and Superset databases and roles, bucket, S3 service users and "
-               f"policies, Trino's certificate and password file ({settings.tls_path}, "
-               f"{settings.trino_password_file.parent})")
+    airflow_runtime.initialize(settings, say=click.echo)
+    click.echo("provisioned: catalog, Superset and Airflow databases and roles, bucket, S3 service users "
+               f"and policies, Trino's certificate and password file ({settings.tls_path}, "
+               f"{settings.trino_password_file.parent}), Airflow's schema and admin ({settings.airflow_home})")
 
 
 @cli.command("init")

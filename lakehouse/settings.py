@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     postgres_host: str | None = None
     minio_host: str | None = None
     trino_host: str | None = None
+    airflow_host: str | None = None
     postgres_port: int = Field(5433, ge=1, le=65535)
     minio_port: int = Field(9000, ge=1, le=65535)
     minio_console_port: int = Field(9001, ge=1, le=65535)
@@ -127,7 +128,7 @@ class Settings(BaseSettings):
     min_free_memory_gb: float = Field(4, ge=0)
 
     @field_validator("trino_java_home", "spark_java_home", "postgres_host", "minio_host",
-                     "trino_host", "batch_api_url", mode="before")
+                     "trino_host", "airflow_host", "batch_api_url", mode="before")
     @classmethod
     def _empty_is_auto(cls, v):
         return None if v in ("", None) else v
@@ -214,7 +215,13 @@ class Settings(BaseSettings):
 
     @property
     def airflow_url(self) -> str:
+        """Where people and clients reach Airflow's UI and REST API."""
         return f"http://{self.host}:{self.airflow_port}"
+
+    @property
+    def airflow_execution_api_url(self) -> str:
+        """Where Airflow's workers report task state: its api-server, by its service address."""
+        return f"http://{self.airflow_host or self.host}:{self.airflow_port}/execution/"
 
     @property
     def airflow_home(self) -> Path:

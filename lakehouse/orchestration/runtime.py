@@ -59,7 +59,7 @@ def airflow_settings(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__FERNET_KEY": settings.airflow_fernet_key.get_secret_value(),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow_admin_user}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file(settings)),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{settings.airflow_url}/execution/",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": settings.airflow_execution_api_url,
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url(settings),
         # per process; scheduler, dag-processor, triggerer, api-server and tasks each hold one
         "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "2",

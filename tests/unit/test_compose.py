@@ -337,7 +337,9 @@ def test_long_running_services_have_health_checks(services):
         if svc["restart"] != "no":
             hc = svc.get("healthcheck") or {}
             assert hc.get("test") and not hc.get("disable"), f"{name} runs on but has no health check"
-    assert {n for n, s in services.items() if s["restart"] != "no"} == {"postgres", "minio", "trino", "simulator", "superset"}
+    assert {n for n, s in services.items() if s["restart"] != "no"} == {
+        "postgres", "minio", "trino", "simulator", "superset",
+        "airflow-api", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
 
 
 def test_ports_are_published_on_the_configured_address_only(services):
@@ -355,8 +357,10 @@ def test_core_services_have_no_profile_and_profiles_are_the_documented_ones(serv
     for name in ("postgres", "minio", "provision", "trino"):
         assert not services[name].get("profiles"), f"{name} is core: it takes no profile"
     used = {p for svc in services.values() for p in svc.get("profiles", [])}
-    assert used == {"jobs", "bi"} and services["spark"]["profiles"] == ["jobs"]
+    assert used == {"jobs", "bi", "orchestration"} and services["spark"]["profiles"] == ["jobs"]
     assert services["superset"]["profiles"] == ["bi"]
+    assert {n for n, s in services.items() if s.get("profiles") == ["orchestration"]} == {
+        "airflow-api", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
 
 
 def test_superset_runs_the_native_lock_and_config_and_imports_with_the_cli(services):
@@ -380,3 +384,15 @@ def test_trino_gets_the_auth_files_and_clients_the_certificate(services):
     assert [p["target"] for p in trino["ports"]] == [8443]  # clients: HTTPS only
     for name in ("provision", "dbt", "spark", "superset", "superset-import"):
         assert any(str(v).startswith("trino-tls:/var/lib/lakehouse/tls") for v in services[name]["volumes"]), name
+
+
+def test_airflow_runs_the_platform_image_with_the_repo_dags(services):
+    for name in ("airflow-api", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+        svc = services[name]
+        assert svc["build"]["target"] == "lakehouse", name
+        assert svc["command"][:2] == ["lakehouse", "airflow"], name  # settings -> AIRFLOW__* as natively
+        assert "../airflow_dags:/opt/lakehouse/airflow_dags:ro" in svc["volumes"], name
+        assert "airflow-home:/var/lib/lakehouse/airflow" in svc["volumes"], name
+    assert "airflow-home:/var/lib/lakehouse/airflow" in services["provision"]["volumes"]
+    assert services["airflow-scheduler"]["depends_on"]["airflow-api"]["condition"] == "service_healthy"
+    assert "COPY airflow_dags ./airflow_dags" in DOCKERFILE.read_text()
