@@ -111,6 +111,10 @@ bench-dbt: install ## Benchmark: dbt build times and dashboard query latency, ag
 bench-superset: install ## Benchmark: dashboard chart-data time through Superset vs the same SQL sent directly to Trino
 	@$(LH) bench superset
 
+.PHONY: bench-airflow
+bench-airflow: install ## Benchmark: Airflow's queued->running overhead and batch->marts freshness (30 s batches), vs no scheduler
+	@$(LH) bench airflow
+
 .PHONY: bench-ingest
 bench-ingest: install ## Benchmark: ingest 10k/100k/1M rows end to end, against pyarrow JSON -> Parquet
 	@$(LH) bench ingest

@@ -4,7 +4,9 @@ Triggered by Airflow assets, not by a clock: each ingestion run that wrote a bat
 its source's raw and quarantine tables as updated, and any one of them starts a run.
 Updates that arrive while a build runs are collected into the next run (one at a time).
 
-One task, `lakehouse dbt build` (models, then their tests), rather than one Airflow task
+One task, `lakehouse init` (creates the source tables of a contract that has not delivered
+yet, so the first build doesn't wait for every source) then `lakehouse dbt build` (models,
+then their tests), rather than one Airflow task
 per model with astronomer-cosmos: the models are incremental and build in seconds, while
 every Airflow task costs a process start and scheduling delay on a 2-core machine, which
 would multiply the time from a batch to the marts. dbt's own log names the failing model
@@ -37,7 +39,7 @@ with DAG(
 ) as dag:
     BashOperator(
         task_id="dbt_build",
-        bash_command=cli("dbt", "build"),
+        bash_command=cli(("init",), ("dbt", "build")),
         skip_on_exit_code=None,
         outlets=[table_asset(SETTINGS, "marts", "fct_observations_hourly")],
     )

@@ -32,6 +32,14 @@ def init_namespaces(settings: Settings) -> None:
         f"{' (created)' if created else ''}")
 
 
+def init_source_tables(settings: Settings) -> None:
+    from lakehouse.contracts import load_all
+    from spark_jobs.ingest import ensure_source_tables
+
+    created = ensure_source_tables(settings, list(load_all().values()))
+    say(f"- source tables: {', '.join(created) + ' (created, empty)' if created else 'all present'}")
+
+
 def smoke_load(settings: Settings) -> int:
     """Append one row through Spark, then count the rows through Trino."""
     t0 = time.monotonic()

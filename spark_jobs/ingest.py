@@ -359,6 +359,24 @@ def open_ingestors(settings: Settings, contracts: list[Contract], **options) -> 
     return ingestors
 
 
+def ensure_source_tables(settings: Settings, contracts: list[Contract]) -> list[str]:
+    """Every contract's raw and quarantine tables and the audit log, created (empty) where
+    missing, so dbt can build before every source has delivered a batch. Spark starts only
+    when a table is missing."""
+    created: list[str] = []
+    spark = None
+    for contract in contracts:
+        ing = Ingestor(settings, contract, spark)
+        missing = [t for t in (ing.raw, ing.quarantine, ing.audit) if not ing.catalog.table_exists(ing._ident(t))]
+        if missing:
+            ing.ensure_tables()
+            spark = ing.spark
+            created += [t for t in missing if t not in created]
+    if spark is not None:
+        spark.stop()
+    return created
+
+
 def warm_up_validation() -> threading.Thread:
     """Import Great Expectations (~5-9 s) in the background while the Spark JVM starts."""
     import pyspark.sql  # noqa: F401  (GE imports pyspark too: two threads importing it race)

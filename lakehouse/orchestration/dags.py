@@ -55,10 +55,14 @@ def default_args(s: Settings, owner: str = PLATFORM_OWNER, timeout_minutes: floa
     }
 
 
-def cli(*args: str) -> str:
-    """A shell command running `lakehouse <args>` from the repository root."""
-    line = " ".join(shlex.quote(a) for a in (sys.executable, "-m", "lakehouse.cli", *args))
-    return f"cd {shlex.quote(str(REPO_ROOT))} && exec {line}"
+def cli(*commands: tuple[str, ...] | str) -> str:
+    """A shell command running `lakehouse <args>` from the repository root: `cli("dbt",
+    "build")`, or several in turn, each only if the one before succeeded:
+    `cli(("init",), ("dbt", "build"))`."""
+    if commands and isinstance(commands[0], str):
+        commands = (commands,)
+    lines = [" ".join(shlex.quote(a) for a in (sys.executable, "-m", "lakehouse.cli", *args)) for args in commands]
+    return f"cd {shlex.quote(str(REPO_ROOT))} && " + " && ".join(lines)
 
 
 def table_asset(s: Settings, namespace: str, table: str):

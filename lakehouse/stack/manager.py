@@ -43,13 +43,18 @@ def stale_processes(settings: Settings) -> list[psutil.Process]:
     """Processes of an earlier run of this stack (their command line names our data
     folder), e.g. left behind when supervisord was killed with SIGKILL."""
     marker = str(settings.data_path)
+    airflow_home = str(settings.airflow_home)
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
+        if proc.pid == os.getpid():
+            continue
         try:
             cmd = " ".join(proc.info["cmdline"] or [])
+            # Airflow retitles its processes ("airflow scheduler -- ..."): know them by their home
+            ours = marker in cmd or ("airflow" in cmd and proc.environ().get("AIRFLOW_HOME") == airflow_home)
         except psutil.Error:
             continue
-        if marker in cmd and proc.pid != os.getpid():
+        if ours:
             found.append(proc)
     return found
 
