@@ -214,7 +214,7 @@ class Ingestor:
         """No payload arrived: one `failed` audit row with the error, nothing else written."""
         src = self.contract.id
         result = BatchResult(src, group, None, f"{src}/g{group}/failed/{started.isoformat()}",
-                             "failed", message=exc.message)
+                             "failed", message=exc.message + (f" ({exc.hint})" if exc.hint else ""))
         self._write_audit(result, started)
         return result
 
