@@ -114,3 +114,28 @@ def test_bad_schedule_is_a_clear_settings_error(monkeypatch, value, message):
     with pytest.raises(SettingsError, match="LAKEHOUSE_INGEST_SCHEDULE") as err:
         load_settings()
     assert message in str(err.value)
+
+
+def _result(status="committed", rows_in=100, bad=2):
+    import json
+
+    return json.dumps({"batch_id": "network_a/g1/b4/abc", "status": status, "rows_in": rows_in,
+                       "rows_quarantined": bad, "rows_valid": rows_in - bad})
+
+
+def test_quality_gate_task_fails_the_run_at_once_above_the_contract_limit(dagbag):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    gate = dagbag.dags["ingest_network_a"].get_task("quality_gate")
+    with pytest.raises(AirflowFailException, match=r"network_a/g1/b4/abc: 50 of 100 rows quarantined \(50.0%\)"):
+        gate.python_callable(_result(bad=50))  # AirflowFailException: no retry
+    assert "2 of 100 rows quarantined" in gate.python_callable(_result(bad=2))
+
+
+def test_publish_task_announces_new_batches_only(dagbag):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    publish = dagbag.dags["ingest_network_a"].get_task("publish")
+    assert publish.python_callable(_result()) == "network_a/g1/b4/abc"
+    with pytest.raises(AirflowSkipException, match="already ingested"):
+        publish.python_callable(_result(status="replayed"))  # skipped: no asset event, no dbt run

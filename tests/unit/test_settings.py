@@ -190,3 +190,23 @@ def test_an_older_env_file_gets_the_new_secrets_appended_and_keeps_the_rest(tmp_
         "LAKEHOUSE_SUPERSET_SECRET_KEY", "LAKEHOUSE_TRINO_DBT_PASSWORD"]
     assert len(kept.superset_secret_key.get_secret_value()) >= 32
     assert load_settings(path).trino_dbt_password == kept.trino_dbt_password  # stable from then on
+
+
+def test_generated_airflow_fernet_key_is_a_valid_fernet_key(settings):
+    from cryptography.fernet import Fernet
+
+    key = settings.airflow_fernet_key.get_secret_value()
+    token = Fernet(key.encode()).encrypt(b"connection password")  # raises on a malformed key
+    assert Fernet(key.encode()).decrypt(token) == b"connection password"
+
+
+def test_airflow_settings_share_the_generated_keys_and_avoid_trinos_port(settings):
+    from lakehouse.orchestration.runtime import airflow_settings
+
+    env = airflow_settings(settings)
+    assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == settings.airflow_jwt_secret.get_secret_value()
+    assert env["AIRFLOW__CORE__FERNET_KEY"] == settings.airflow_fernet_key.get_secret_value()
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8070/execution/"
+    assert settings.airflow_port != settings.trino_port
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+    assert str(settings.data_path) in env["AIRFLOW_HOME"]
