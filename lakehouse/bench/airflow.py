@@ -30,7 +30,7 @@ import psycopg
 import requests
 
 from lakehouse.bench.dbt import pct, say
-from lakehouse.bench.report import empty_bench_stack, line, machine, write_section
+from lakehouse.bench.report import empty_bench_stack, line, write_section
 
 PERIOD = 30
 BENCH_AIRFLOW_ENV = {
@@ -210,12 +210,11 @@ def _check_against_probe(fresh, published, changes) -> None:
 
 def _write(lines, values, missing, overheads, baseline, bare, group) -> None:
     body = (
-        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}.\n\n"
         f"`make bench-airflow`: one cycle (10 batches per source, 2 sources) published every {PERIOD} s "
         f"by the simulator, group {group}, with both ingestion DAGs scheduled every {PERIOD} s and dbt_build "
         "triggered by their assets; nothing else ran. Freshness: publication -> end of the first successful "
         "dbt_build that started after the batch committed. Baseline: the same chain with no scheduler "
-        f"({len(baseline)} batches: `lakehouse ingest --source all`, then `lakehouse dbt build`, started at "
+        f"({len(baseline)} batches: `lakehouse ingest --source all`, then the DAG's `lakehouse dbt build --exclude resource_type:unit_test`, started at "
         "publication). Queued -> running: every task instance of the cycle; baseline: a bare Python "
         "process importing the task SDK.\n\n"
         f"- freshness samples: {len(values)} (not visible in time: {missing or 'none'})\n"
