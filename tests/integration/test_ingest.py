@@ -174,6 +174,32 @@ def test_replay_adds_no_rows_and_no_snapshot(stack, spark, contracts, simulator)
     assert counts(stack, "network_b", first.batch_id) == rows_before == (first.rows_valid, first.rows_quarantined)
 
 
+def test_replay_is_detected_after_maintenance_expired_the_batch_snapshots(stack, spark, contracts, simulator):
+    """Table maintenance expires old snapshots, and the batch keys they carry; the audit
+    log's rows remain, and they alone still make a replay write nothing."""
+    from datetime import datetime, timedelta, timezone
+
+    sim = simulator(fault_rate=0.05)
+    ing = ingestor(stack, spark, contracts, sim, "network_b")
+    group = next(_groups)
+    first = ing.ingest(group)
+    assert first.status == "committed" and first.rows_quarantined > 0
+    later = ing.ingest(next(_groups))  # newer commits in all three tables
+    assert later.status == "committed" and later.rows_quarantined > 0
+    cutoff = (datetime.now(timezone.utc) + timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S")
+    for table in ("raw.network_b", "quarantine.network_b", "audit.ingestion_log"):
+        spark.sql(f"CALL lakehouse.system.expire_snapshots(table => 'lakehouse.{table}', "
+                  f"older_than => TIMESTAMP '{cutoff}', retain_last => 1)").collect()
+    key = first.batch_id.rsplit("/", 1)[0]
+    assert all(not ing.committed_ids(t, key) for t in (ing.raw, ing.quarantine, ing.audit))  # keys gone
+    rows_before = counts(stack, "network_b", first.batch_id)
+    again = ing.ingest(group)
+    assert again.status == "replayed" and again.batch_id == first.batch_id
+    assert (again.rows_in, again.rows_valid, again.rows_quarantined) == (
+        first.rows_in, first.rows_valid, first.rows_quarantined)
+    assert counts(stack, "network_b", first.batch_id) == rows_before == (first.rows_valid, first.rows_quarantined)
+
+
 def test_changed_payload_under_the_same_batch_number_is_reported_not_merged(stack, spark, contracts, simulator):
     sim = simulator()
     ing = ingestor(stack, spark, contracts, sim, "network_a")
