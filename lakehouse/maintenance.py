@@ -11,7 +11,7 @@ rows a query returns never change. Reads table metadata through pyiceberg for th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from lakehouse.catalog import NAMESPACES, catalog
 from lakehouse.errors import LakehouseError

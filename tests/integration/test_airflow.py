@@ -187,8 +187,6 @@ def test_scheduled_runs_fail_clearly_while_the_api_is_down_and_recover(stack):
         assert "failed" in states and "committed" in states
     finally:
         lakehouse("airflow", "dags", "pause", dag_id)
-        rpc.supervisor.startProcess("simulator", True) if supervisor.client(stack).supervisor.getProcessInfo(
-            "simulator")["statename"] != "RUNNING" else None
 
 
 def test_airflow_status_and_admin_password(stack):
