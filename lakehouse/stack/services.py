@@ -24,6 +24,7 @@ import requests
 from lakehouse.errors import PreflightError, StackError
 from lakehouse.settings import REPO_ROOT, Settings
 from lakehouse.stack import artifacts, trino_security
+from lakehouse.orchestration.runtime import COMPONENTS
 from lakehouse.stack.java import TRINO_JAVA, find_java
 
 CONF = REPO_ROOT / "conf"
@@ -229,7 +230,7 @@ def airflow_services(settings: Settings) -> list[Service]:
 
     env = runtime.airflow_settings(settings)
     return [Service(name=name, command=runtime.component_command(settings, name),
-                    health=lambda n=name: runtime.health(settings, n), url=service_url(settings, name),
+                    health=lambda n=name: HEALTH[n](settings), url=service_url(settings, name),
                     env=env, start_timeout=180,
                     # a running task gets this long to finish before it is killed with its group
                     stop_wait=60 if name == "airflow-scheduler" else 30)
@@ -279,7 +280,7 @@ def _airflow_health(name: str) -> Callable[[Settings], tuple[bool, str]]:
     return check
 
 
-AIRFLOW = ("airflow-api", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
+AIRFLOW = tuple(COMPONENTS)  # api-server first: the others report to it
 HEALTH = {"postgres": postgres_health, "minio": minio_health, "trino": trino_health,
           "simulator": simulator_health, "superset": superset_health,
           **{name: _airflow_health(name) for name in AIRFLOW}}
