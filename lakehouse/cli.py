@@ -8,7 +8,7 @@ import click
 
 from lakehouse.errors import LakehouseError
 from lakehouse.settings import Settings, load_settings
-from lakehouse.stack.services import ORDER
+from lakehouse.stack import registry
 
 
 def _settings() -> Settings:
@@ -41,42 +41,99 @@ def doctor() -> None:
     click.echo("all checks passed")
 
 
+def _profiles() -> list[str]:
+    return list(registry.load().profiles())
+
+
 @cli.command()
-def up() -> None:
-    """Start PostgreSQL, MinIO, Trino, the batch API simulator, Superset and Airflow (in order, each once healthy)."""
+@click.option("--profile", "-p", "profile", metavar="NAME",
+              help="Start this profile (with everything it depends on): "
+                   + ", ".join(f"{k} ({', '.join(v)})" for k, v in registry.load().profiles().items())
+                   + ". Same names as the compose profiles. Default: all.")
+@click.option("--service", "-s", "services", multiple=True, metavar="NAME",
+              help="Start this service and what it depends on (repeatable): "
+                   + ", ".join(registry.load().names) + ".")
+def up(profile: str | None, services: tuple[str, ...]) -> None:
+    """Start the native stack, each service once what it depends on is ready, provisioning
+    between them. `lakehouse services` shows the order. Idempotent: what runs is left alone."""
     from lakehouse.stack import manager
 
-    manager.up(_settings())
+    settings = _settings()
+    reg = registry.load()
+    if profile is not None:
+        reg.profile(profile)  # an unknown name is an error listing the known ones
+    timings = manager.up(settings, services=services, profile=profile or (None if services else "all"))
+    if "superset" in timings:
+        _import_dashboards_if_marts(settings)
+
+
+def _import_dashboards_if_marts(settings: Settings) -> None:
+    """The dashboards are content: imported once the marts they read exist, and again only
+    when superset_assets/ or the settings it is rendered with changed."""
+    from lakehouse.superset import assets
+
+    if not assets.marts_built(settings):
+        click.echo("  Superset is up; its dashboards are not imported yet, because the marts are not built.\n"
+                   "  -> run `make demo` (or `lakehouse dbt build`), then `make superset-import`", err=True)
+        return
+    assets.import_if_changed(settings, say=lambda m: click.echo("  " + m, err=True))
 
 
 @cli.command()
 def down() -> None:
-    """Stop the stack. State stays in the data folder."""
+    """Stop the stack (only this data folder's processes). State stays in the data folder."""
     from lakehouse.stack import manager
 
-    if not manager.down(_settings()):
-        click.echo("stack is not running")
+    settings = _settings()
+    if not manager.down(settings):
+        click.echo(f"stack is not running (nothing of {settings.data_path} to stop)")
 
 
 @cli.command()
 def status() -> None:
-    """Show each service's state, health and address. Exit 3 if any is not healthy."""
+    """Each program's state, health and address. Exit 3 if a service `up` started is not
+    healthy (services left out of the profile show as `off`)."""
     from lakehouse.stack import manager
 
     rows = manager.status(_settings())
     for r in rows:
-        mark = "healthy" if r["healthy"] else "DOWN" if r["state"] == "DOWN" else "unhealthy"
-        click.echo(f"{r['service']:<21} {r['state']:<9} pid={str(r['pid']):<8} {mark:<10} {r['detail']:<24} {r['url']}")
-    if not all(r["healthy"] for r in rows):
+        if r["healthy"]:
+            mark = "healthy"
+        elif r["state"] == "DOWN":
+            mark = "DOWN"
+        elif not r["selected"] and r["state"] in ("STOPPED", "EXITED"):
+            mark = "off"
+        else:
+            mark = "unhealthy"
+        r["mark"] = mark
+        click.echo(f"{r['program']:<21} {r['state']:<9} pid={str(r['pid']):<8} {mark:<10} {r['detail']:<24} {r['url']}")
+    if not rows or any(r["mark"] not in ("healthy", "off") for r in rows):
         sys.exit(3)
 
 
+@cli.command("services")
+def services_cmd() -> None:
+    """The service registry: each server, its profile, what it needs, its programs and
+    ports, the start order and the profiles (lakehouse/stack/services/)."""
+    settings = _settings()
+    reg = registry.load()
+    for name, svc in reg.services.items():
+        ports = ", ".join(f"{k}={v}" for k, v in reg.ports(settings, [name]).items()) or "-"
+        click.echo(f"{name:<10} profile {svc.profile:<14} needs {', '.join(svc.depends_on) or '-':<36} "
+                   f"programs {', '.join(p.name for p in svc.programs)}")
+        click.echo(f"{'':<10} {svc.description}")
+        click.echo(f"{'':<10} ports {ports}")
+    click.echo("start order: " + " | ".join(", ".join(w) for w in reg.stages()))
+    for prof, names in reg.profiles().items():
+        click.echo(f"profile {prof}: {', '.join(names)}")
+
+
 @cli.command()
-@click.argument("service", required=False, type=click.Choice([*ORDER, "supervisord"]))
+@click.argument("service", required=False, type=click.Choice(registry.load().program_names() + ["supervisord"]))
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "--lines", default=50, show_default=True, help="Lines of history per log.")
 def logs(service: str | None, follow: bool, lines: int) -> None:
-    """Print the logs of one service, or of all."""
+    """Print the logs of one program, or of all."""
     from lakehouse.stack import manager
 
     manager.logs(_settings(), service, follow, lines)
@@ -113,23 +170,22 @@ def sql(statement: str | None, output_format: str | None) -> None:
 
 
 @cli.command()
-def provision() -> None:
-    """Provision running servers: databases and roles, bucket, S3 users and policies, Trino's TLS and passwords.
-
-    `up` does this itself; compose (and an external PostgreSQL or S3) call it directly.
-    """
-    from lakehouse.orchestration import runtime as airflow_runtime
-    from lakehouse.stack import provision as prov, trino_security
-
+@click.option("--profile", "-p", "profile", metavar="NAME", help="Only this profile's services [default: all].")
+@click.option("--service", "-s", "services", multiple=True, metavar="NAME", help="Only this service (repeatable).")
+def provision(profile: str | None, services: tuple[str, ...]) -> None:
+    """Provision servers started by someone else (compose, an external PostgreSQL or S3):
+    for each selected service, in start order, its pre-start setup (certificates, password
+    files, migrations) and its provisioning (databases and roles, bucket, S3 users and
+    policies, users). `up` does this itself."""
     settings = _settings()
-    prov.provision_postgres(settings)
-    prov.provision_minio(settings)
-    trino_security.ensure_certificate(settings)
-    trino_security.write_password_file(settings)
-    airflow_runtime.initialize(settings, say=click.echo)
-    click.echo("provisioned: catalog, Superset and Airflow databases and roles, bucket, S3 service users "
-               f"and policies, Trino's certificate and password file ({settings.tls_path}, "
-               f"{settings.trino_password_file.parent}), Airflow's schema and admin ({settings.airflow_home})")
+    reg = registry.load()
+    chosen = list(services) + (reg.profile(profile) if profile else [])
+    for name in reg.closure(chosen or reg.names):
+        svc = reg.services[name]
+        for step in (svc.initialize, svc.provision):
+            if step:
+                step(settings, lambda m: click.echo(m))
+        click.echo(f"provisioned {name}")
 
 
 @cli.command("init")
@@ -170,7 +226,7 @@ def airflow_cmd(args: tuple[str, ...]) -> None:
     list`, `lakehouse airflow dags test ingest_network_a`, `lakehouse airflow --help`."""
     import os
 
-    from lakehouse.orchestration import runtime
+    from lakehouse.stack.services import airflow as runtime
 
     settings = _settings()
     os.chdir(runtime.REPO_ROOT)
@@ -197,7 +253,7 @@ def demo() -> None:
     from lakehouse.stack import manager
 
     settings = _settings()
-    manager.up(settings)
+    manager.up(settings, profile="all")
     d.init_namespaces(settings)
     d.smoke_load(settings)
     results = d.ingest_demo_cycle(settings)

@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from lakehouse.catalog import ensure_namespaces
 from lakehouse.settings import Settings, env_file_path
 from lakehouse.spark import spark_session
-from lakehouse.stack.services import service_url
 from lakehouse.trino import query
 
 SMOKE_TABLE = "audit.smoke_load"
@@ -159,7 +158,7 @@ def where_to_look(settings: Settings) -> str:
     return "\n".join([
         "",
         "The lakehouse is up. Where to look:",
-        f"  Trino web UI      {service_url(settings, 'trino')}/ui/  (user lakehouse, password "
+        f"  Trino web UI      {settings.trino_url}/ui/  (user lakehouse, password "
         "LAKEHOUSE_TRINO_LAKEHOUSE_PASSWORD; the certificate is self-signed: "
         f"{settings.trino_ca_file})",
         f"  SQL               make sql   |   make sql Q=\"SELECT * FROM {SMOKE_TABLE}\"",
@@ -168,9 +167,9 @@ def where_to_look(settings: Settings) -> str:
         "  ingested data     make sql Q=\"SELECT batch_number, rows_in, rows_valid, rows_quarantined "
         "FROM audit.ingestion_log ORDER BY finished_at DESC LIMIT 20\" FORMAT=ALIGNED",
         "  quarantine        make sql Q=\"SELECT reasons, count(*) FROM quarantine.network_a GROUP BY 1\" FORMAT=ALIGNED",
-        f"  batch API docs    {service_url(settings, 'simulator')}",
-        f"  MinIO             {service_url(settings, 'minio')}",
-        f"  PostgreSQL        {service_url(settings, 'postgres')}/{settings.catalog_db}",
+        f"  batch API docs    {settings.simulator_url}/docs",
+        f"  MinIO             {settings.s3_endpoint} (S3), http://{settings.host}:{settings.minio_console_port} (console)",
+        f"  PostgreSQL        postgresql://{settings.postgres_address}:{settings.postgres_port}/{settings.catalog_db}",
         f"  credentials       {env_file_path()}  (generated, mode 0600)",
         f"  logs              make logs   ({settings.log_path})",
         "  stop / status     make down  |  make status",

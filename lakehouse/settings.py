@@ -3,6 +3,10 @@
 Scope: reads `.env` (or $LAKEHOUSE_ENV_FILE), generates it on first run from
 `.env.example` with fresh random secrets (mode 0600), and derives every endpoint the
 engines need from it. Nothing else in the project writes a port, a host or a credential.
+
+`Settings` is assembled when this module loads: `CoreSettings` (what no single server
+owns) joined with the settings fragment of every service module in the registry
+(lakehouse/stack/services/). A new server brings its settings with it.
 """
 
 from __future__ import annotations
@@ -14,21 +18,25 @@ import secrets
 import stat
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Iterable, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lakehouse.errors import SettingsError
+from lakehouse.paths import REPO_ROOT
+from lakehouse.stack.registry import empty_is_none
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 PREFIX = "LAKEHOUSE_"
 _LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$")
 
 
-class Settings(BaseSettings):
-    """Every variable of `.env.example`, typed. Field `x` is env var `LAKEHOUSE_X`."""
+class CoreSettings(BaseSettings):
+    """The settings no single server owns: folders, the address every server binds, the
+    shared Iceberg catalog and bucket, the client processes' S3 users, ingestion, dbt,
+    schedules and preflight. Each server's own settings (ports, secrets, tunables) are a
+    fragment in its service module (lakehouse/stack/services/); `Settings` joins them."""
 
     model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", frozen=True)
 
@@ -36,23 +44,6 @@ class Settings(BaseSettings):
     cache_dir: Path = Path("~/.cache/lakehouse")
 
     host: str = "127.0.0.1"
-    # Where clients reach each server; empty = `host`. Compose sets them to container names.
-    postgres_host: str | None = None
-    minio_host: str | None = None
-    trino_host: str | None = None
-    airflow_host: str | None = None
-    postgres_port: int = Field(5433, ge=1, le=65535)
-    minio_port: int = Field(9000, ge=1, le=65535)
-    minio_console_port: int = Field(9001, ge=1, le=65535)
-    trino_port: int = Field(8080, ge=1, le=65535)
-    trino_https_port: int = Field(8443, ge=1, le=65535)
-    superset_port: int = Field(8088, ge=1, le=65535)
-    airflow_port: int = Field(8070, ge=1, le=65535)
-    # Airflow serves task logs here and trigger logs on the next port.
-    airflow_log_port: int = Field(8793, ge=1, le=65534)
-
-    postgres_superuser: str = "lakehouse_admin"
-    postgres_superuser_password: SecretStr
 
     catalog_name: str = "lakehouse"
     catalog_db: str = "iceberg_catalog"
@@ -61,43 +52,12 @@ class Settings(BaseSettings):
     warehouse_bucket: str = "lakehouse"
     s3_region: str = "us-east-1"
 
-    minio_root_user: SecretStr
-    minio_root_password: SecretStr
+    # S3 users of client processes (Spark jobs; pyiceberg and DuckDB readers). A server's
+    # own S3 user is declared by its service module.
     spark_s3_access_key: str = "svc-spark"
     spark_s3_secret_key: SecretStr
-    trino_s3_access_key: str = "svc-trino"
-    trino_s3_secret_key: SecretStr
     reader_s3_access_key: str = "svc-reader"
     reader_s3_secret_key: SecretStr
-
-    # Trino: password-file users over HTTPS (conf/trino/rules.json says what each may do).
-    trino_lakehouse_password: SecretStr
-    trino_dbt_password: SecretStr
-    trino_superset_password: SecretStr
-    trino_internal_secret: SecretStr
-
-    # Superset: its metadata database, session key and two users (admin, viewer).
-    superset_db: str = "superset"
-    superset_db_user: str = "superset"
-    superset_db_password: SecretStr
-    superset_secret_key: SecretStr
-    superset_admin_user: str = "admin"
-    superset_admin_password: SecretStr
-    superset_viewer_user: str = "viewer"
-    superset_viewer_password: SecretStr
-    superset_workers: int = Field(2, ge=1, le=16)
-
-    # Airflow: metadata database, admin user, keys shared by its four components.
-    airflow_db: str = "airflow"
-    airflow_db_user: str = "airflow"
-    airflow_db_password: SecretStr
-    airflow_admin_user: str = "admin"
-    airflow_admin_password: SecretStr
-    airflow_fernet_key: SecretStr
-    airflow_jwt_secret: SecretStr
-    airflow_api_secret_key: SecretStr
-    airflow_parallelism: int = Field(2, ge=1, le=32)
-    airflow_dags_paused: bool = False
 
     # Schedules (read by the DAG files when Airflow parses them).
     ingest_schedule: str = "*/5 * * * *"
@@ -108,16 +68,9 @@ class Settings(BaseSettings):
     maintenance_snapshot_retention: str = Field("7d", pattern=r"^\d+(\.\d+)?[smhd]$")
     maintenance_orphan_retention: str = Field("7d", pattern=r"^\d+(\.\d+)?[smhd]$")
 
-    trino_java_home: Path | None = None
     spark_java_home: Path | None = None
-    trino_heap: str = Field("2G", pattern=r"^\d+[MG]$")
     spark_driver_memory: str = Field("2g", pattern=r"^\d+[mgMG]$")
 
-    simulator_port: int = Field(8765, ge=1, le=65535)
-    simulator_seed: int = 42
-    simulator_period_seconds: float = Field(300, gt=0)
-    simulator_fault_rate: float = Field(0.03, ge=0, le=1)
-    simulator_rows_per_batch: int = Field(1000, ge=1)
     batch_api_url: str | None = None
     group_number: int = Field(1, ge=0)
 
@@ -127,11 +80,10 @@ class Settings(BaseSettings):
     min_free_disk_gb: float = Field(5, ge=0)
     min_free_memory_gb: float = Field(4, ge=0)
 
-    @field_validator("trino_java_home", "spark_java_home", "postgres_host", "minio_host",
-                     "trino_host", "airflow_host", "batch_api_url", mode="before")
+    @field_validator("spark_java_home", "batch_api_url", mode="before")
     @classmethod
     def _empty_is_auto(cls, v):
-        return None if v in ("", None) else v
+        return empty_is_none(v)
 
     @field_validator("ingest_schedule", "maintenance_schedule")
     @classmethod
@@ -143,7 +95,7 @@ class Settings(BaseSettings):
     @field_validator("*", mode="after")
     @classmethod
     def _secret_not_empty(cls, v):
-        if isinstance(v, SecretStr) and len(v.get_secret_value()) < 8:
+        if isinstance(v, SecretStr) and not isinstance(v, Withheld) and len(v.get_secret_value()) < 8:
             raise ValueError("must be at least 8 characters (delete it from .env to regenerate)")
         return v
 
@@ -158,7 +110,7 @@ class Settings(BaseSettings):
 
     @property
     def run_path(self) -> Path:
-        """Sockets, pid files and rendered configs: safe to delete when the stack is down."""
+        """Sockets, pid files and rendered configs (0700): safe to delete when the stack is down."""
         return self.data_path / "run"
 
     @property
@@ -166,71 +118,6 @@ class Settings(BaseSettings):
         return self.data_path / "logs"
 
     # ---- derived endpoints --------------------------------------------------------------
-    @property
-    def postgres_address(self) -> str:
-        return self.postgres_host or self.host
-
-    @property
-    def minio_address(self) -> str:
-        return self.minio_host or self.host
-
-    @property
-    def trino_address(self) -> str:
-        return self.trino_host or self.host
-
-    @property
-    def s3_endpoint(self) -> str:
-        return f"http://{self.minio_address}:{self.minio_port}"
-
-    @property
-    def trino_url(self) -> str:
-        """Where clients connect: HTTPS with a password (the HTTP port is internal only)."""
-        return f"https://{self.trino_address}:{self.trino_https_port}"
-
-    @property
-    def trino_internal_url(self) -> str:
-        """The coordinator's HTTP port: node-to-node traffic and /v1/info; clients are refused."""
-        return f"http://{self.trino_address}:{self.trino_port}"
-
-    @property
-    def tls_path(self) -> Path:
-        return self.data_path / "tls"
-
-    @property
-    def trino_ca_file(self) -> Path:
-        """The certificate clients trust for Trino's HTTPS port (self-signed, generated)."""
-        return self.tls_path / "trino.crt"
-
-    @property
-    def trino_keystore_file(self) -> Path:
-        return self.tls_path / "trino.pem"
-
-    @property
-    def trino_password_file(self) -> Path:
-        return self.data_path / "trino-auth" / "password.db"
-
-    @property
-    def superset_url(self) -> str:
-        return f"http://{self.host}:{self.superset_port}"
-
-    @property
-    def airflow_url(self) -> str:
-        """Where people and clients reach Airflow's UI and REST API."""
-        return f"http://{self.host}:{self.airflow_port}"
-
-    @property
-    def airflow_execution_api_url(self) -> str:
-        """Where Airflow's workers report task state: its api-server, by its service address."""
-        return f"http://{self.airflow_host or self.host}:{self.airflow_port}/execution/"
-
-    @property
-    def airflow_home(self) -> Path:
-        return self.data_path / "airflow"
-
-    @property
-    def simulator_url(self) -> str:
-        return f"http://{self.host}:{self.simulator_port}"
-
     @property
     def api_url(self) -> str:
         """The batch API ingestion reads: any server speaking the protocol; default ours."""
@@ -246,30 +133,67 @@ class Settings(BaseSettings):
     def warehouse_uri(self) -> str:
         return f"s3://{self.warehouse_bucket}"
 
-    def engine_env(self) -> dict[str, str]:
-        """Every setting as an environment variable, secrets revealed, for engine processes.
+    def secret_names(self) -> list[str]:
+        return [n for n, f in type(self).model_fields.items() if f.annotation is SecretStr]
 
-        Trino's `${ENV:...}` and Spark's rendered defaults read these names, so the env
-        file stays the only place a value is written.
-        """
+    def process_env(self, secrets: "Iterable[str] | None" = None) -> dict[str, str]:
+        """The settings as environment variables for another process: every non-secret
+        setting, the derived endpoints, and only the secrets named in `secrets` (settings
+        field names; None = all). Trino's `${ENV:...}`, Spark's rendered defaults, dbt's
+        `env_var()` and Superset's config read these names, so the env file stays the only
+        place a value is written. A withheld secret is never passed on."""
+        allowed = set(self.secret_names()) if secrets is None else set(secrets)
+        unknown = allowed - set(self.secret_names())
+        if unknown:
+            raise SettingsError(f"not secret settings: {', '.join(sorted(unknown))}",
+                                "name secrets by their settings field, e.g. trino_dbt_password")
         env: dict[str, str] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
+                if name not in allowed or isinstance(value, Withheld):
+                    continue
                 value = value.get_secret_value()
             env[PREFIX + name.upper()] = "" if value is None else str(value)
         env[PREFIX + "DATA_DIR"] = str(self.data_path)
         env[PREFIX + "CACHE_DIR"] = str(self.cache_path)
-        env[PREFIX + "POSTGRES_HOST"] = self.postgres_address
-        env[PREFIX + "MINIO_HOST"] = self.minio_address
-        env[PREFIX + "TRINO_HOST"] = self.trino_address
-        # Derived, not settable: the S3 endpoint engines use (compose sets its own).
-        env[PREFIX + "S3_ENDPOINT"] = self.s3_endpoint
-        env[PREFIX + "TRINO_CA_FILE"] = str(self.trino_ca_file)
-        env[PREFIX + "TRINO_KEYSTORE_FILE"] = str(self.trino_keystore_file)
-        env[PREFIX + "TRINO_AUTH_FILE"] = str(self.trino_password_file)
-        env[PREFIX + "TRINO_RULES_FILE"] = str(REPO_ROOT / "conf" / "trino" / "rules.json")
+        for cls in type(self).__mro__:  # each fragment adds the endpoints it derives
+            derive = cls.__dict__.get("derived_env")
+            if derive is not None:
+                env.update(derive(self))
         return env
+
+    def engine_env(self) -> dict[str, str]:
+        """Every setting, every secret revealed: for what a person runs by hand."""
+        return self.process_env(None)
+
+
+class Withheld(SecretStr):
+    """A secret this process was not given (scoped mode): using it is a clear error."""
+
+    def __init__(self, field_name: str):
+        super().__init__("")
+        self._field = field_name
+
+    def get_secret_value(self) -> str:
+        raise SettingsError(
+            f"{PREFIX}{self._field.upper()} was not given to this process: its service "
+            "declares the secrets each of its processes may see",
+            "add the setting to the `secrets` of the service (or task) that needs it, in "
+            "lakehouse/stack/services/")
+
+
+def _build_settings_class() -> type[CoreSettings]:
+    from lakehouse.stack import registry
+
+    fragments = registry.load().fragments()
+    return type("Settings", (CoreSettings, *fragments), {
+        "__doc__": "Every variable of `.env.example`, typed: the core settings and each service's "
+                   "fragment. Field `x` is env var `LAKEHOUSE_X`.",
+        "__module__": __name__})
+
+
+Settings = _build_settings_class()
 
 
 def _resolve(p: Path) -> Path:
@@ -279,6 +203,11 @@ def _resolve(p: Path) -> Path:
 
 def secret_fields() -> list[str]:
     return [n for n, f in Settings.model_fields.items() if f.annotation is SecretStr]
+
+
+# Set by the native stack for every supervised process: its settings come from its
+# environment only, which holds just the secrets its service declares.
+SCOPED_VAR = PREFIX + "SCOPED_ENV"
 
 
 def env_file_path() -> Path:
@@ -365,7 +294,13 @@ def add_missing_secrets(path: Path, values: dict[str, str]) -> list[str]:
 
 
 def load_settings(path: Path | None = None, *, create: bool = True) -> Settings:
-    """Read the env file (generating it on first run) and validate every value."""
+    """Read the env file (generating it on first run) and validate every value.
+
+    In a process the native stack started (LAKEHOUSE_SCOPED_ENV=1), the settings come from
+    the environment alone, and a secret the process was not given is withheld.
+    """
+    if path is None and os.environ.get(SCOPED_VAR) == "1":
+        return _scoped_settings()
     path = path or env_file_path()
     if not path.exists() and create:
         _refuse_if_state_without_env(path)
@@ -388,6 +323,21 @@ def load_settings(path: Path | None = None, *, create: bool = True) -> Settings:
                              for e in exc.errors())
         raise SettingsError(f"invalid settings in {path}: {problems}",
                             f"fix the value in {path} (see {ENV_EXAMPLE.name})") from exc
+
+
+def _scoped_settings() -> Settings:
+    given = {k[len(PREFIX):].lower(): v for k, v in os.environ.items()
+             if k.startswith(PREFIX) and k[len(PREFIX):].lower() in Settings.model_fields}
+    for name in secret_fields():
+        if name not in given:
+            given[name] = Withheld(name)
+    try:
+        return Settings(_env_file=None, **given)
+    except ValidationError as exc:
+        problems = "; ".join(f"{PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                             for e in exc.errors())
+        raise SettingsError(f"invalid settings in this process's environment: {problems}",
+                            "the stack renders them from .env; fix the value there and restart") from exc
 
 
 def _refuse_if_state_without_env(path: Path) -> None:

@@ -58,10 +58,12 @@ def default_args(s: Settings, owner: str = PLATFORM_OWNER, timeout_minutes: floa
 def cli(*commands: tuple[str, ...] | str) -> str:
     """A shell command running `lakehouse <args>` from the repository root: `cli("dbt",
     "build")`, or several in turn, each only if the one before succeeded:
-    `cli(("init",), ("dbt", "build"))`."""
+    `cli(("init",), ("dbt", "build"))`. Each runs through lakehouse.orchestration.task,
+    which hands it only the secrets its subcommand declares."""
     if commands and isinstance(commands[0], str):
         commands = (commands,)
-    lines = [" ".join(shlex.quote(a) for a in (sys.executable, "-m", "lakehouse.cli", *args)) for args in commands]
+    lines = [" ".join(shlex.quote(a) for a in (sys.executable, "-m", "lakehouse.orchestration.task", *args))
+             for args in commands]
     return f"cd {shlex.quote(str(REPO_ROOT))} && " + " && ".join(lines)
 
 

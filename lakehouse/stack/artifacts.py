@@ -7,6 +7,8 @@ every module against the Go checksum database.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 import shutil
 import subprocess
@@ -16,8 +18,10 @@ import tempfile
 from pathlib import Path
 
 from lakehouse.errors import DownloadError, PreflightError
-from lakehouse.settings import Settings
 from lakehouse.stack.downloads import Artifact, ensure
+
+if TYPE_CHECKING:  # the settings class is built from the service modules
+    from lakehouse.settings import Settings
 
 MAVEN = "https://repo1.maven.org/maven2"
 
@@ -56,7 +60,7 @@ def downloads_dir(settings: Settings) -> Path:
 
 def trino_home(settings: Settings) -> Path:
     """The unpacked Trino server, unpacking it once from the cached tarball."""
-    home = settings.cache_path / "opt" / f"trino-server-{TRINO_VERSION}"
+    home = trino_home_path(settings)
     if (home / "bin" / "launcher").exists():
         return home
     tarball = ensure(TRINO_SERVER, downloads_dir(settings))
@@ -77,9 +81,19 @@ def spark_jars(settings: Settings) -> list[Path]:
     return [ensure(a, downloads_dir(settings)) for a in SPARK_JARS]
 
 
+def minio_binary_path(settings: Settings) -> Path:
+    """Where the pinned MinIO binary lives in the cache (built or not)."""
+    return settings.cache_path / "bin" / f"minio-{MINIO_VERSION}"
+
+
+def trino_home_path(settings: Settings) -> Path:
+    """Where the unpacked Trino server lives in the cache (unpacked or not)."""
+    return settings.cache_path / "opt" / f"trino-server-{TRINO_VERSION}"
+
+
 def minio_binary(settings: Settings) -> Path:
     """The pinned MinIO server binary, built once with `go install` into the cache."""
-    target = settings.cache_path / "bin" / f"minio-{MINIO_VERSION}"
+    target = minio_binary_path(settings)
     if target.is_file():
         return target
     go = shutil.which("go")
@@ -101,11 +115,7 @@ def minio_binary(settings: Settings) -> Path:
     return target
 
 
-def ensure_all(settings: Settings) -> dict[str, Path]:
-    """Everything the stack and Spark need, fetched or built once."""
-    return {
-        "trino": trino_home(settings),
-        "trino-cli": trino_cli_jar(settings),
-        "minio": minio_binary(settings),
-        **{p.name: p for p in spark_jars(settings)},
-    }
+def client_artifacts(settings: Settings) -> dict[str, Path]:
+    """What client processes need (Spark's jars, the Trino CLI), fetched at `up` so that
+    everything after the first start works offline."""
+    return {"trino-cli": trino_cli_jar(settings), **{p.name: p for p in spark_jars(settings)}}

@@ -1,20 +1,26 @@
 """Preflight: every prerequisite of the native stack, each with a clear message.
 
 Scope: reads the machine (JDKs, Go, PostgreSQL binaries, disk, memory, ports); changes
-nothing. `lakehouse doctor` prints all checks; `lakehouse up` stops at the first failure.
+nothing. The ports and each server's own checks come from the registry. `lakehouse
+doctor` prints all checks; `lakehouse up` refuses to start anything if one fails.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import psutil
 
 from lakehouse.errors import LakehouseError
-from lakehouse.settings import Settings
-from lakehouse.stack import artifacts
-from lakehouse.stack.java import SPARK_JAVA, TRINO_JAVA, find_java
-from lakehouse.stack.services import check_traversable, port_free, postgres_bindir, postgres_os_user
+from lakehouse.stack import registry as _registry
+from lakehouse.stack.checks import port_free
+from lakehouse.stack.java import SPARK_JAVA, find_java
+
+if TYPE_CHECKING:  # the settings class is built from the service modules
+    from lakehouse.settings import Settings
 
 
 @dataclass
@@ -46,33 +52,26 @@ def port_owner(port: int) -> str:
     return "another process"
 
 
-def stack_ports(settings: Settings) -> dict[str, int]:
-    """Every port the native stack listens on, by the variable that sets it."""
-    return {
-        "LAKEHOUSE_POSTGRES_PORT": settings.postgres_port,
-        "LAKEHOUSE_MINIO_PORT": settings.minio_port,
-        "LAKEHOUSE_MINIO_CONSOLE_PORT": settings.minio_console_port,
-        "LAKEHOUSE_TRINO_PORT": settings.trino_port,
-        "LAKEHOUSE_TRINO_HTTPS_PORT": settings.trino_https_port,
-        "LAKEHOUSE_SIMULATOR_PORT": settings.simulator_port,
-        "LAKEHOUSE_SUPERSET_PORT": settings.superset_port,
-        "LAKEHOUSE_AIRFLOW_PORT": settings.airflow_port,
-        "LAKEHOUSE_AIRFLOW_LOG_PORT": settings.airflow_log_port,
-        "LAKEHOUSE_AIRFLOW_LOG_PORT + 1 (trigger logs)": settings.airflow_log_port + 1,
-    }
+def stack_ports(settings: Settings, names=None, reg=None) -> dict[str, int]:
+    """Every port the native stack's services listen on, by the variable that sets it."""
+    return (reg or _registry.load()).ports(settings, names)
 
 
-def check_ports(settings: Settings, ours: set[int] = frozenset()) -> list[Check]:
-    """Each configured port must be free, unless our own running stack holds it."""
-    ports = stack_ports(settings)
+def check_ports(settings: Settings, ours: set[int] = frozenset(), names=None, reg=None) -> list[Check]:
+    """No two settings may name one port (across every service), and each port of the
+    services to start must be free, unless our own running stack holds it."""
+    reg = reg or _registry.load()
+    wanted = set(stack_ports(settings, names, reg).values())
     checks = []
     seen: dict[int, str] = {}
-    for var, port in ports.items():
+    for var, port in stack_ports(settings, None, reg).items():
         if port in seen:
             checks.append(Check(f"port {port}", False, f"{var} and {seen[port]} are both {port}",
                                 f"give {var} its own port in .env"))
             continue
         seen[port] = var
+        if port not in wanted:
+            continue
         if port in ours or port_free(settings.host, port):
             checks.append(Check(f"port {port}", True, f"{var} free" if port not in ours else f"{var} held by the running stack"))
         else:
@@ -103,42 +102,29 @@ def check_memory(settings: Settings) -> Check:
                  "" if ok else "stop other programs (or lower LAKEHOUSE_TRINO_HEAP)")
 
 
-def check_go(settings: Settings) -> Check:
-    cached = settings.cache_path / "bin" / f"minio-{artifacts.MINIO_VERSION}"
-    if cached.is_file():
-        return Check("go", True, f"not needed: MinIO already built ({cached.name})")
-    go = shutil.which("go")
-    if go is None:
-        return Check("go", False, "`go` not on PATH; MinIO is built with `go install` on first run",
-                     "install Go 1.24+ (apt-get install golang-go, or go.dev/dl)")
-    return Check("go", True, go)
+def _data_folder(settings: Settings) -> str:
+    probe = settings.data_path
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise LakehouseError(f"{probe} is not writable, so the data folder {settings.data_path} can't be made",
+                             "set LAKEHOUSE_DATA_DIR to a folder you may write")
+    return str(settings.data_path)
 
 
-def _postgres() -> str:
-    bindir = postgres_bindir()
-    user = postgres_os_user()
-    return f"{bindir}" + (f" (runs as OS user {user})" if user else "")
-
-
-def _pg_reach(settings: Settings) -> str:
-    user = postgres_os_user()
-    if user:
-        check_traversable(settings.data_path, user)
-        return f"`{user}` can reach {settings.data_path}"
-    return "not root: PostgreSQL runs as the current user"
-
-
-def run_checks(settings: Settings, ours: set[int] = frozenset()) -> list[Check]:
+def run_checks(settings: Settings, ours: set[int] = frozenset(), names=None, reg=None) -> list[Check]:
+    """The machine's checks, then each selected service's own, then disk, memory, ports."""
+    reg = reg or _registry.load()
+    names = reg.names if names is None else names
     checks = [
-        _guard("java (Trino)", lambda: str(find_java(TRINO_JAVA, settings.trino_java_home))),
+        # Spark runs in client processes (ingest, maintain, the demo), whatever is started.
         _guard("java (Spark)", lambda: str(find_java(SPARK_JAVA, settings.spark_java_home))),
-        check_go(settings),
-        _guard("postgresql", _postgres),
-        _guard("data folder access", lambda: _pg_reach(settings)),
-        *check_disk(settings),
-        check_memory(settings),
-        *check_ports(settings, ours),
+        _guard("data folder", lambda: _data_folder(settings)),
     ]
+    for name in names:
+        for label, check in reg.services[name].checks:
+            checks.append(_guard(label, lambda c=check: c(settings)))
+    checks += [*check_disk(settings), check_memory(settings), *check_ports(settings, ours, names, reg)]
     return checks
 
 

@@ -1,17 +1,22 @@
-"""Provisioning: databases and roles in PostgreSQL, the bucket and service users in MinIO.
+"""Provisioning helpers: databases and roles in PostgreSQL, the bucket and S3 users in MinIO.
 
-Scope: idempotent; runs on every `lakehouse up`. The env file is the truth, so a changed
-password there is applied here. Uses the PostgreSQL superuser and MinIO root only here.
+Scope: idempotent. The PostgreSQL and MinIO service modules call these for every database
+and S3 user the registry's services declare. The env file is the truth, so a changed
+password there is applied. Uses the PostgreSQL superuser and MinIO root only here.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import psycopg
 from minio import Minio, MinioAdmin
 from minio.credentials import StaticProvider
 from psycopg import sql
 
-from lakehouse.settings import Settings
+if TYPE_CHECKING:  # the settings class is built from the service modules
+    from lakehouse.settings import Settings
+
 
 # The Iceberg JDBC catalog schema (V1, with iceberg_type, so views work). Created here so
 # that Spark, Trino and pyiceberg all find the same tables instead of racing to create them.
@@ -55,30 +60,14 @@ def ensure_database(settings: Settings, db: str, owner: str, password: str) -> N
         conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db)))
 
 
-def provision_postgres(settings: Settings) -> None:
+def create_catalog_tables(settings: Settings) -> None:
     password = settings.catalog_db_password.get_secret_value()
-    ensure_database(settings, settings.catalog_db, settings.catalog_db_user, password)
-    ensure_database(settings, settings.superset_db, settings.superset_db_user,
-                    settings.superset_db_password.get_secret_value())
-    ensure_database(settings, settings.airflow_db, settings.airflow_db_user,
-                    settings.airflow_db_password.get_secret_value())
     with pg_connect(settings, settings.catalog_db, settings.catalog_db_user, password) as conn:
         for ddl in ICEBERG_CATALOG_DDL:
             conn.execute(ddl)
 
 
 # ---- MinIO --------------------------------------------------------------------------------
-
-def service_policies(settings: Settings) -> dict[str, tuple[str, list[str]]]:
-    """S3 user -> (secret, prefixes it may write). Every service user may read the bucket."""
-    return {
-        settings.spark_s3_access_key: (settings.spark_s3_secret_key.get_secret_value(),
-                                       ["raw", "quarantine", "audit"]),
-        settings.trino_s3_access_key: (settings.trino_s3_secret_key.get_secret_value(),
-                                       ["staging", "intermediate", "marts"]),
-        settings.reader_s3_access_key: (settings.reader_s3_secret_key.get_secret_value(), []),
-    }
-
 
 def policy_document(bucket: str, write_prefixes: list[str]) -> dict:
     statements = [
@@ -104,14 +93,16 @@ def minio_root_clients(settings: Settings) -> tuple[Minio, MinioAdmin]:
             MinioAdmin(endpoint=endpoint, credentials=StaticProvider(user, password), secure=False))
 
 
-def provision_minio(settings: Settings) -> None:
-    s3, admin = minio_root_clients(settings)
-    bucket = settings.warehouse_bucket
-    if not s3.bucket_exists(bucket):
-        s3.make_bucket(bucket)
-    for user, (secret, prefixes) in service_policies(settings).items():
-        policy = f"lakehouse-{user}"
-        admin.policy_add(policy, policy=policy_document(bucket, prefixes))
-        admin.user_add(user, secret)
-        admin.policy_set(policy, user=user)
+def ensure_bucket(settings: Settings) -> None:
+    s3, _ = minio_root_clients(settings)
+    if not s3.bucket_exists(settings.warehouse_bucket):
+        s3.make_bucket(settings.warehouse_bucket)
 
+
+def ensure_s3_user(settings: Settings, user: str, secret: str, write_prefixes: list[str]) -> None:
+    """One S3 user with a policy of its own: read the bucket, write only these prefixes."""
+    _, admin = minio_root_clients(settings)
+    policy = f"lakehouse-{user}"
+    admin.policy_add(policy, policy=policy_document(settings.warehouse_bucket, write_prefixes))
+    admin.user_add(user, secret)
+    admin.policy_set(policy, user=user)

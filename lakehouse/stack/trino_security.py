@@ -12,10 +12,11 @@ mismatch is an error, not a warning. On a server, replace it with one from your 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import datetime as dt
 import hashlib
 import ipaddress
-import os
 import secrets
 from pathlib import Path
 
@@ -24,7 +25,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from lakehouse.settings import Settings
+if TYPE_CHECKING:  # the settings class is built from the service modules
+    from lakehouse.settings import Settings
+
 
 # Trino 476's file authenticator checks `iterations:salt:hash` (hex) with
 # PBKDF2WithHmacSHA1 (read from its EncryptionUtil; the docs don't name the digest). Python's
@@ -106,7 +109,6 @@ def ensure_certificate(settings: Settings) -> Path:
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-    settings.trino_keystore_file.parent.mkdir(parents=True, exist_ok=True)
     # Trino reads one PEM holding the key and the certificate; clients get the certificate.
     _write_private(settings.trino_keystore_file, (key_pem + cert_pem).decode())
     settings.trino_ca_file.write_bytes(cert_pem)
@@ -114,8 +116,6 @@ def ensure_certificate(settings: Settings) -> Path:
 
 
 def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    from lakehouse.stack.checks import write_private
+
+    write_private(path, text)

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from lakehouse.orchestration import runtime
+from lakehouse.stack.services import airflow as runtime
 from lakehouse.stack import supervisor
 from lakehouse.trino import query
 

@@ -87,7 +87,7 @@ def login_csrf_token(html: str) -> str:
 # ---- the runtime ---------------------------------------------------------------------------
 
 def test_superset_runs_from_its_own_venv_with_metadata_in_postgres(marts):
-    from lakehouse.superset import runtime
+    from lakehouse.stack.services import superset as runtime
 
     assert requests.get(f"{marts.superset_url}/health", timeout=10).text == "OK"
     venv = runtime.venv_path(marts)

@@ -8,7 +8,7 @@ import pytest
 
 from lakehouse.contracts import load_all
 from lakehouse.orchestration.dags import URI_SCHEME
-from lakehouse.orchestration.runtime import DAGS_FOLDER
+from lakehouse.stack.services.airflow import DAGS_FOLDER
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_dbt_runs_when_any_raw_or_quarantine_table_changes(dagbag):
     assert type(condition).__name__ == "AssetAny"  # any one change starts a run, not all of them
     assert {a.uri for a in condition.objects} == published
     command = dbt.get_task("dbt_build").bash_command
-    assert command.index("lakehouse.cli init &&") < command.index("lakehouse.cli dbt build")
+    assert command.index("lakehouse.orchestration.task init &&") < command.index("lakehouse.orchestration.task dbt build")
 
 
 def test_maintenance_covers_every_layer(dagbag):

@@ -5,10 +5,8 @@ import re
 import pytest
 
 from lakehouse.errors import SettingsError
-from lakehouse.settings import REPO_ROOT, secret_fields
+from lakehouse.settings import REPO_ROOT
 from lakehouse.spark import SPARK_DEFAULTS, render_defaults
-from lakehouse.stack import supervisor
-from lakehouse.stack.services import Service
 
 TRINO_CONF = REPO_ROOT / "conf" / "trino"
 
@@ -49,13 +47,3 @@ def test_no_credential_or_endpoint_literal_in_engine_configs():
     for line in SPARK_DEFAULTS.read_text().splitlines():
         if re.search(r"(password|secret|access-key|\.uri)\s", line):
             assert "${LAKEHOUSE_" in line, line
-
-
-def test_supervisord_conf_holds_no_secret(settings):
-    svc = Service(name="demo", command=["/bin/true", "--flag"],
-                  health=lambda: (True, ""), url="-", env={"JAVA_HOME": "/usr/lib/jvm/x"})
-    settings.run_path.mkdir(parents=True)
-    text = supervisor.render_conf(settings, [svc]).read_text()
-    assert "[program:demo]" in text and "autostart=false" in text
-    for name in secret_fields():
-        assert getattr(settings, name).get_secret_value() not in text, name

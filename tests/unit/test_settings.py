@@ -201,7 +201,7 @@ def test_generated_airflow_fernet_key_is_a_valid_fernet_key(settings):
 
 
 def test_airflow_settings_share_the_generated_keys_and_avoid_trinos_port(settings):
-    from lakehouse.orchestration.runtime import airflow_settings
+    from lakehouse.stack.services.airflow import airflow_settings
 
     env = airflow_settings(settings)
     assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == settings.airflow_jwt_secret.get_secret_value()
