@@ -1,6 +1,8 @@
 """Iceberg table maintenance: compact small files, expire old snapshots, remove orphan files.
 
-Scope: every table of the given layers. Each layer is maintained by the engine whose S3
+Scope: every table of the given layers, one at a time, each under its table lock (and, in
+the layers dbt writes, the dbt lock: lakehouse.locks), so a build or an ingestion running
+at the same time waits rather than conflicts. Each layer is maintained by the engine whose S3
 user may write its prefix (lakehouse.stack.provision): Spark's procedures for raw,
 quarantine and audit, Trino's `ALTER TABLE ... EXECUTE` for staging, intermediate and
 marts. Rewrites files and deletes only what no snapshot newer than the retention still
@@ -13,6 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from contextlib import nullcontext
+
+from lakehouse import locks
 from lakehouse.catalog import NAMESPACES, catalog
 from lakehouse.errors import LakehouseError
 from lakehouse.orchestration.schedule import period
@@ -123,7 +128,12 @@ def maintain(settings: Settings, namespace: str, only: list[str] | None = None, 
             t0 = time.monotonic()
             files_before, snaps_before = _counts(settings, namespace, name)
             try:
-                run(name)
+                # Its writers wait while its files are rewritten (and it waits for them):
+                # ingestion holds this lock shared, dbt's builds hold the dbt lock.
+                with locks.hold(settings, f"table:{namespace}.{name}", purpose=f"maintain {namespace}.{name}", say=say), \
+                        (locks.hold(settings, "dbt", purpose=f"maintain {namespace}.{name}", say=say)
+                         if engine == "trino" else nullcontext()):
+                    run(name)
             except Exception as exc:  # engine errors: name the table, keep the cause
                 java = getattr(exc, "java_exception", None)  # py4j: the JVM's message, not "o76.sql"
                 cause = (java.toString() if java is not None else str(exc)).splitlines()[0][:400]

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pandas as pd
-import psycopg
 
 from lakehouse.contracts import Contract
 from lakehouse.contracts.derive import (AUDIT_COLUMNS, QUARANTINE_COLUMNS, audit_ddl, quarantine_ddl,
@@ -176,12 +175,18 @@ class Ingestor:
 
     @contextmanager
     def batch_lock(self, key: str):
-        """Session-level advisory lock in the catalog database; released on exit or crash."""
-        s = self.settings
-        with psycopg.connect(host=s.postgres_address, port=s.postgres_port, dbname=s.catalog_db,
-                             user=s.catalog_db_user, password=s.catalog_db_password.get_secret_value(),
-                             autocommit=True) as conn:
-            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"lakehouse-ingest:{key}",))
+        """This batch (one at a time, platform-wide: a replay is decided once), and the
+        three tables it appends to, shared with other writers and excluding their
+        maintenance (lakehouse.locks)."""
+        from contextlib import ExitStack
+
+        from lakehouse import locks
+
+        with ExitStack() as stack:
+            stack.enter_context(locks.hold(self.settings, f"ingest:{key}", purpose=f"ingest {key}", say=say))
+            for table in (self.raw, self.quarantine, self.audit):
+                stack.enter_context(locks.hold(self.settings, "table:" + ".".join(self._ident(table)),
+                                               shared=True, purpose=f"ingest {key}", say=say))
             yield
 
     # ---- one batch ---------------------------------------------------------------------

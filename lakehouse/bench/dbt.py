@@ -58,7 +58,7 @@ def timed_dbt(settings, args: list[str]) -> tuple[float, dict]:
     t0 = time.perf_counter()
     dbt.run(settings, args, capture=True)
     wall = time.perf_counter() - t0
-    return wall, json.loads((dbt.DBT_PROJECT / "target" / "run_results.json").read_text())
+    return wall, json.loads((dbt.latest_target() / "run_results.json").read_text())
 
 
 @contextmanager

@@ -321,9 +321,9 @@ def sync_datasets(check: bool = False, root: Path = ASSETS) -> list[str]:
     """
     import json
 
-    from lakehouse.dbt import DBT_PROJECT
+    from lakehouse.dbt import latest_target
 
-    target = DBT_PROJECT / "target"
+    target = latest_target(with_file="catalog.json")  # the newest `dbt docs generate`
     try:
         manifest = json.loads((target / "manifest.json").read_text())
         catalog = json.loads((target / "catalog.json").read_text())
