@@ -39,8 +39,8 @@ doctor: $(VENV)/.synced ## Preflight: Java versions, Go, PostgreSQL, disk, memor
 	@$(LH) doctor
 
 .PHONY: up
-up: install ## Start the native stack (PostgreSQL, MinIO, Trino, simulator, Superset), provision it, import dashboards
-	@$(LH) up
+up: install ## Start the native stack, or one profile of it (PROFILE=core|bi|orchestration|all; `lakehouse services` lists them)
+	@$(LH) up $(if $(PROFILE),--profile $(PROFILE),)
 
 .PHONY: down
 down: $(VENV)/.synced ## Stop the native stack (state is kept)
@@ -86,18 +86,22 @@ superset-export: $(VENV)/.synced ## Export Superset's dashboards into superset_a
 lint-sql: $(VENV)/.synced ## sqlfluff on the dbt models (Trino dialect, dbt templater; needs the stack up)
 	@$(LH) lint-sql
 
+# Each tier prints its 25 slowest tests and its wall time; a test that hangs fails alone.
+UNIT_ARGS := tests/unit -q --durations=25 --timeout=300
+INTEGRATION_ARGS := tests/integration -q -m integration --durations=25 --timeout=1500
+
 .PHONY: test
 test: install test-deps ## Run every test: unit tier, then the integration tier against the native stack
-	$(PYTEST) tests/unit -q
-	$(PYTEST) tests/integration -q -m integration
+	@t0=$$(date +%s); $(PYTEST) $(UNIT_ARGS); rc=$$?; echo "unit tier: $$(( $$(date +%s) - t0 )) s"; exit $$rc
+	@t0=$$(date +%s); $(PYTEST) $(INTEGRATION_ARGS); rc=$$?; echo "integration tier: $$(( $$(date +%s) - t0 )) s"; exit $$rc
 
 .PHONY: test-unit
 test-unit: $(VENV)/.synced ## Unit tier only (no services)
-	$(PYTEST) tests/unit -q
+	$(PYTEST) $(UNIT_ARGS)
 
 .PHONY: test-integration
 test-integration: install test-deps ## Integration tier (starts and stops its own stack; KEEP=1 leaves it up)
-	$(PYTEST) tests/integration -q -m integration
+	$(PYTEST) $(INTEGRATION_ARGS)
 
 .PHONY: bench-stack
 bench-stack: install ## Benchmark: warm start and peak RSS per service, against bare starts

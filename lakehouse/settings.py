@@ -186,11 +186,7 @@ class Withheld(SecretStr):
 def _build_settings_class() -> type[CoreSettings]:
     from lakehouse.stack import registry
 
-    fragments = registry.load().fragments()
-    return type("Settings", (CoreSettings, *fragments), {
-        "__doc__": "Every variable of `.env.example`, typed: the core settings and each service's "
-                   "fragment. Field `x` is env var `LAKEHOUSE_X`.",
-        "__module__": __name__})
+    return registry.load().settings_class()
 
 
 Settings = _build_settings_class()
@@ -199,6 +195,14 @@ Settings = _build_settings_class()
 def _resolve(p: Path) -> Path:
     p = Path(os.path.expanduser(str(p)))
     return p if p.is_absolute() else (REPO_ROOT / p)
+
+
+def env_example_missing(settings_class: type | None = None, example: Path | None = None) -> list[str]:
+    """Variables the settings define that `.env.example` does not list (derived from the
+    registry: a new service's settings must be documented there)."""
+    example = example or ENV_EXAMPLE
+    listed = {m.group(1) for m in map(_LINE.match, example.read_text().splitlines()) if m}
+    return [PREFIX + n.upper() for n in (settings_class or Settings).model_fields if PREFIX + n.upper() not in listed]
 
 
 def secret_fields() -> list[str]:

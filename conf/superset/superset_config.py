@@ -108,12 +108,16 @@ FEATURE_FLAGS = {
 # cookie of that response. We keep that rather than widening WTF_CSRF_EXEMPT_LIST.
 WTF_CSRF_ENABLED = True
 
-# Rate limiting: Superset turns Flask-Limiter on only when SUPERSET_ENV=production, with
-# 5 logins/second and 50 requests/second per client IP. Everything here comes from
-# 127.0.0.1 (integration tests log in ~50 times a run; benchmarks fire many chart
-# requests), so pin it off regardless of SUPERSET_ENV.
-RATELIMIT_ENABLED = False
-AUTH_RATE_LIMITED = False
+# Rate limiting (Flask-Limiter, per client address): on, whatever SUPERSET_ENV says.
+# Logins are limited to 10 a minute per gunicorn worker, which stops password guessing and
+# never bites a person or the platform (the tests and benchmarks log in once per session).
+# All other requests: Superset's default, 50 a second. Counters live in each worker's
+# memory (no Redis here), so they reset when Superset restarts.
+RATELIMIT_ENABLED = True
+RATELIMIT_STORAGE_URI = "memory://"
+RATELIMIT_APPLICATION = "50 per second"
+AUTH_RATE_LIMITED = True
+AUTH_RATE_LIMIT = "10 per minute"
 
 # The frontend aborts a request after this many seconds; match gunicorn's --timeout 120
 # so slow Trino queries are not cut off by the browser first (Superset's default: 60).

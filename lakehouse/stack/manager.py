@@ -371,10 +371,10 @@ def _prog(reg: Registry, name: str) -> Program:
 
 # ---- status, require, logs, clean ----------------------------------------------------------
 
-def status(settings: Settings) -> list[dict]:
+def status(settings: Settings, reg: Registry | None = None) -> list[dict]:
     """One row per program: supervisor state, pid, health, address, and whether it belongs
     to what `up` was asked to start (`selected`)."""
-    reg = registry.load()
+    reg = reg or registry.load()
     info = {}
     chosen: set[str] = set()
     if supervisor.is_running(settings):

@@ -231,6 +231,16 @@ class Registry:
     def fragments(self) -> list[type["BaseModel"]]:
         return [s.settings for s in self.services.values() if s.settings is not None]
 
+    def settings_class(self) -> type:
+        """`Settings` for this registry: the core settings joined with every service's
+        fragment. (lakehouse.settings.Settings is this, for the loaded registry.)"""
+        from lakehouse.settings import CoreSettings
+
+        return type("Settings", (CoreSettings, *self.fragments()), {
+            "__doc__": "Every variable of `.env.example`, typed: the core settings and each "
+                       "service's fragment. Field `x` is env var `LAKEHOUSE_X`.",
+            "__module__": "lakehouse.settings"})
+
     def port_fields(self) -> dict[str, str]:
         """Settings field -> service, for every port a service declares."""
         return {f: s.name for s in self.services.values() for f in s.ports}
@@ -249,11 +259,10 @@ class Registry:
     def offset_ports(self, offset: int) -> dict[str, str]:
         """The port variables of another stack on this machine (tests: +10000, benches:
         +20000): each default moved by `offset`, so no two stacks share a port."""
-        from lakehouse.settings import Settings
-
+        fields = self.settings_class().model_fields
         out = {}
         for f in self.port_fields():
-            default = Settings.model_fields[f].default
+            default = fields[f].default
             out[_env(f)] = str(int(default) + offset)
         return out
 

@@ -8,9 +8,9 @@
   themselves once it is back (the real scheduler, api-server and LocalExecutor).
 
 The test stack starts its DAGs paused (LAKEHOUSE_AIRFLOW_DAGS_PAUSED), so only what a test
-runs or unpauses runs. Ingestion DAGs fetch the stack's group (LAKEHOUSE_GROUP_NUMBER) from
-the stack's simulator, which serves batch 1 for an hour in the test stack: reruns meet the
-same batch, and `make demo`'s test (same seed and group) finds it already ingested.
+runs or unpauses runs. Ingestion DAGs fetch the stack's group (LAKEHOUSE_GROUP_NUMBER, or
+a fresh one given to `airflow dags test`) from the stack's simulator, which serves batch 1
+for an hour in the test stack: reruns meet the same batch.
 """
 
 import json
@@ -25,45 +25,48 @@ from lakehouse.stack.services import airflow as runtime
 from lakehouse.stack import supervisor
 from lakehouse.trino import query
 
-from .conftest import lakehouse
+from .conftest import fresh_group, lakehouse
 
+pytestmark = pytest.mark.airflow
 GROUP = int(os.environ.get("LAKEHOUSE_GROUP_NUMBER", "1"))
 
 
-def dags_test(dag_id: str, logical_date: str | None = None, check: bool = True):
+def dags_test(dag_id: str, logical_date: str | None = None, check: bool = True, group: int | None = None):
     args = ["airflow", "dags", "test", dag_id] + ([logical_date] if logical_date else [])
-    return lakehouse(*args, check=check, timeout=1200)
+    env = {"LAKEHOUSE_GROUP_NUMBER": str(group)} if group is not None else None
+    return lakehouse(*args, check=check, timeout=1200, env=env)
 
 
-def audit_rows(settings, source):
+def audit_rows(settings, source, group=GROUP):
     return query(settings, "SELECT batch_id, status FROM audit.ingestion_log "
-                           f"WHERE source = '{source}' AND group_number = {GROUP} ORDER BY batch_id, status")
+                           f"WHERE source = '{source}' AND group_number = {group} ORDER BY batch_id, status")
 
 
-def raw_count(settings, table):
-    return query(settings, f"SELECT count(*) FROM raw.{table} WHERE _group_number = {GROUP}")[0][0]
+def raw_count(settings, table, group=GROUP):
+    return query(settings, f"SELECT count(*) FROM raw.{table} WHERE _group_number = {group}")[0][0]
 
 
 def test_dags_test_ingest_then_dbt_ends_in_the_marts_and_reruns_are_idempotent(stack):
-    assert stack.group_number == GROUP
+    group = fresh_group()
     interval_end = datetime.now(timezone.utc).replace(second=0, microsecond=0).isoformat()
-    first = dags_test("ingest_network_a", interval_end)
-    audit = audit_rows(stack, "network_a")
+    first = dags_test("ingest_network_a", interval_end, group=group)
+    audit = audit_rows(stack, "network_a", group)
     assert [s for _, s in audit] == ["committed"], audit
     batch_id = audit[0][0]
-    rows = raw_count(stack, "network_a")
+    rows = raw_count(stack, "network_a", group)
     assert rows > 0
     assert batch_id in first.stdout + first.stderr  # the task log names the batch
 
-    again = dags_test("ingest_network_a", interval_end)  # the same data interval, rerun
+    again = dags_test("ingest_network_a", interval_end, group=group)  # the same data interval, rerun
     assert "already ingested: nothing written" in again.stdout + again.stderr
-    assert audit_rows(stack, "network_a") == audit
-    assert raw_count(stack, "network_a") == rows
+    assert audit_rows(stack, "network_a", group) == audit
+    assert raw_count(stack, "network_a", group) == rows
 
     dags_test("dbt_build")
     hourly = query(stack, "SELECT count(*), sum(n_observations) FROM marts.fct_observations_hourly")
     assert hourly[0][0] > 0 and hourly[0][1] > 0, hourly
-    assert query(stack, "SELECT count(*) FROM marts.fct_observations WHERE source = 'network_a'")[0][0] > 0
+    assert query(stack, "SELECT count(*) FROM marts.fct_observations WHERE source = 'network_a' "
+                        f"AND _batch_id = '{batch_id}'")[0][0] > 0  # this test's batch reached the marts
 
 
 def _probe_rows(n_inserts=12):

@@ -9,6 +9,8 @@ import pytest
 from lakehouse.catalog import catalog
 from lakehouse.trino import query
 
+pytestmark = pytest.mark.trino
+
 ROWS = [
     (i,
      None if i % 97 == 0 else f"station-{i:05d}-{'ñandú' if i % 2 else '東京'}",

@@ -6,9 +6,7 @@ so a new batch is published when a test says so. Each test uses its own group nu
 its batch keys never meet another test's rows.
 """
 
-import itertools
 import os
-import random
 import subprocess
 import sys
 
@@ -20,9 +18,10 @@ from lakehouse.simulator import QUARANTINE_KINDS, generate_batch
 from lakehouse.simulator.server import SteppedSimulator
 from lakehouse.trino import query
 from spark_jobs.ingest import Ingestor
+from tests.integration.conftest import fresh_group
 
+pytestmark = pytest.mark.trino
 SEED, PERIOD, ROWS = 7, 60.0, 400
-_groups = itertools.count(random.Random().randrange(1000, 9000, 50))
 NETWORK = {"network_a": "network-a", "network_b": "network-b"}
 
 
@@ -101,7 +100,7 @@ def test_every_row_fault_ends_in_quarantine_with_its_reason(stack, spark, contra
                                                             source, row_format):
     sim = simulator(fault_rate=0.25, row_format=row_format)
     ing = ingestor(stack, spark, contracts, sim, source)
-    group = next(_groups)
+    group = fresh_group()
     result = ing.ingest(group)
     expected = sim.expected(source, group, 1)
     assert result.status == "committed"
@@ -136,7 +135,7 @@ def test_whole_batch_faults_are_clear_audited_and_write_no_rows(stack, spark, co
                                                               kind, status, message):
     sim = simulator()
     ing = ingestor(stack, spark, contracts, sim, "network_a", timeout=1.0, attempts=2, backoff=0.05)
-    group = next(_groups)
+    group = fresh_group()
     # transport faults are retried (2 attempts here), so they must last both; a bad payload
     # is not retried, so one is enough
     sim.arm("network_a", kind, times=2 if status == "failed" else 1, delay=3.0)
@@ -161,7 +160,7 @@ def test_whole_batch_faults_are_clear_audited_and_write_no_rows(stack, spark, co
 def test_replay_adds_no_rows_and_no_snapshot(stack, spark, contracts, simulator):
     sim = simulator(fault_rate=0.05)
     ing = ingestor(stack, spark, contracts, sim, "network_b")
-    group = next(_groups)
+    group = fresh_group()
     first = ing.ingest(group)
     assert first.status == "committed"
     before = {t: snapshots(stack, t) for t in ("raw.network_b", "quarantine.network_b", "audit.ingestion_log")}
@@ -181,10 +180,10 @@ def test_replay_is_detected_after_maintenance_expired_the_batch_snapshots(stack,
 
     sim = simulator(fault_rate=0.05)
     ing = ingestor(stack, spark, contracts, sim, "network_b")
-    group = next(_groups)
+    group = fresh_group()
     first = ing.ingest(group)
     assert first.status == "committed" and first.rows_quarantined > 0
-    later = ing.ingest(next(_groups))  # newer commits in all three tables
+    later = ing.ingest(fresh_group())  # newer commits in all three tables
     assert later.status == "committed" and later.rows_quarantined > 0
     cutoff = (datetime.now(timezone.utc) + timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S")
     for table in ("raw.network_b", "quarantine.network_b", "audit.ingestion_log"):
@@ -203,7 +202,7 @@ def test_replay_is_detected_after_maintenance_expired_the_batch_snapshots(stack,
 def test_changed_payload_under_the_same_batch_number_is_reported_not_merged(stack, spark, contracts, simulator):
     sim = simulator()
     ing = ingestor(stack, spark, contracts, sim, "network_a")
-    group = next(_groups)
+    group = fresh_group()
     first = ing.ingest(group)
     sim.restart(group)  # a new cycle: batch 1 again, with other data
     second = ing.ingest(group)
@@ -217,7 +216,7 @@ def test_changed_payload_under_the_same_batch_number_is_reported_not_merged(stac
 
 def test_row_conservation_over_a_full_cycle_for_both_networks(stack, spark, contracts, simulator):
     sim = simulator(fault_rate=0.04)
-    group = next(_groups)
+    group = fresh_group()
     ings = [ingestor(stack, spark, contracts, sim, s) for s in ("network_a", "network_b")]
     for batch in range(1, 11):
         for ing in ings:
@@ -238,7 +237,7 @@ def test_row_conservation_over_a_full_cycle_for_both_networks(stack, spark, cont
 
 def test_two_concurrent_ingests_of_different_batches_both_commit(stack, simulator):
     sim = simulator(fault_rate=0.02)
-    g1, g2 = next(_groups), next(_groups)
+    g1, g2 = fresh_group(), fresh_group()
     env_url = {"LAKEHOUSE_BATCH_API_URL": sim.url}
     procs = [subprocess.Popen([sys.executable, "-m", "lakehouse.cli", "ingest", "-s", "network_a", "-g", str(g)],
                               env={**os.environ, **env_url}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

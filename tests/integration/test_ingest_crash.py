@@ -1,12 +1,9 @@
 """An ingest killed with SIGKILL leaves every table at its old or its new snapshot, and a
 rerun completes with no duplicates. Files a dead commit wrote are left in place.
 
-Runs after test_ingest.py (file order), which created the tables and filled them with
-other batches."""
+The source tables exist before the first test (`lakehouse init`, run for every module)."""
 
-import itertools
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -20,9 +17,10 @@ from botocore.client import Config
 from lakehouse.stack.provision import pg_connect
 from lakehouse.simulator.server import SteppedSimulator
 from lakehouse.trino import query
+from tests.integration.conftest import fresh_group
 
+pytestmark = pytest.mark.trino
 ROWS = 2000
-_groups = itertools.count(random.Random().randrange(9000, 9900, 10))
 
 
 @pytest.fixture
@@ -78,7 +76,7 @@ def rerun_completes(stack, sim, group):
 
 
 def test_killed_before_the_write(stack, sim):
-    group = next(_groups)
+    group = fresh_group()
     before = {t: snapshot_of(stack, t) for t in ("raw.network_a", "quarantine.network_a", "audit.ingestion_log")}
     proc = start_ingest(sim, group, "before-raw-commit")
     proc.communicate(timeout=600)
@@ -89,7 +87,7 @@ def test_killed_before_the_write(stack, sim):
 
 
 def test_killed_between_the_raw_and_quarantine_commits(stack, sim):
-    group = next(_groups)
+    group = fresh_group()
     proc = start_ingest(sim, group, "after-raw-commit")
     proc.communicate(timeout=600)
     assert proc.returncode == -signal.SIGKILL
@@ -103,7 +101,7 @@ def test_killed_between_the_raw_and_quarantine_commits(stack, sim):
 def test_killed_during_the_commit_after_the_data_files_are_written(stack, sim):
     """Hold the catalog row of raw.network_a so the commit blocks at the pointer swap (its
     data files, manifests and metadata are already in MinIO), then SIGKILL the ingest."""
-    group = next(_groups)
+    group = fresh_group()
     before = snapshot_of(stack, "raw.network_a")
     files_before = set(_s3_keys(stack, "raw/"))
     s = stack

@@ -10,6 +10,8 @@ from botocore.exceptions import ClientError
 
 from lakehouse.trino import query
 
+pytestmark = pytest.mark.trino
+
 LAYERS = ("raw", "quarantine", "audit", "staging", "intermediate", "marts")
 WRITES = {
     "spark": {"raw", "quarantine", "audit"},

@@ -1,4 +1,5 @@
-"""State survives a stop and a start; `up` recovers after kill -9 of supervisord and children."""
+"""State survives a stop and a start; `up` recovers after kill -9 of supervisord alone,
+ending the servers it orphaned (gunicorn and the JVMs included) before starting again."""
 
 import os
 import signal
@@ -6,22 +7,25 @@ import time
 import uuid
 
 import psutil
+import pytest
 
 from lakehouse.catalog import catalog
-from lakehouse.stack import supervisor
-from lakehouse.stack.services import ORDER
+from lakehouse.stack import manager, registry, supervisor
 from lakehouse.trino import query
 
 from .conftest import lakehouse
 
+# Every server, so the orphans of every service are in play.
+pytestmark = [pytest.mark.superset, pytest.mark.airflow]
+
 
 def _status():
-    """(exit code, {service: (supervisor state, health mark)}) from `lakehouse status`."""
+    """(exit code, {program: (supervisor state, health mark)}) from `lakehouse status`."""
     proc = lakehouse("status", check=False)
     rows = {}
     for line in proc.stdout.splitlines():
-        service, state, _pid, mark = line.split()[:4]
-        rows[service] = (state, mark)
+        program, state, _pid, mark = line.split()[:4]
+        rows[program] = (state, mark)
     return proc.returncode, rows
 
 
@@ -31,31 +35,39 @@ def test_data_survives_stop_and_start(stack):
     before = query(stack, f"SELECT id, v FROM {name} ORDER BY id")
     lakehouse("down")
     code, rows = _status()
-    assert code == 3 and rows == {s: ("DOWN", "DOWN") for s in ORDER}
+    assert code == 3 and rows == {p: ("DOWN", "DOWN") for p in registry.load().program_names()}
+    assert manager.stack_processes(stack) == []
     lakehouse("up")
     assert query(stack, f"SELECT id, v FROM {name} ORDER BY id") == before == [(1, "a"), (2, "b"), (3, None)]
     assert name.split(".")[1] in {t[1] for t in catalog(stack).list_tables("marts")}
 
 
-def test_up_after_kill9_of_supervisor_and_children_comes_back_healthy(stack):
+def test_up_after_kill9_of_supervisord_alone_ends_its_orphans_and_comes_back_healthy(stack):
     name = f"marts.it_kill9_{uuid.uuid4().hex[:8]}"
     query(stack, f"CREATE TABLE {name} AS SELECT 42 AS answer")
     pid = supervisor.daemon_pid(stack)
     assert pid and psutil.pid_exists(pid)
-    victims = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    assert len(victims) >= 4, victims  # supervisord + postgres (+ its workers) + minio + trino
-    for p in victims:
-        os.kill(p.pid, signal.SIGKILL)
-    psutil.wait_procs(victims, timeout=30)
-    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in victims)
-    # what a crash leaves behind: supervisord's pid file and socket, postgres' postmaster.pid
-    assert supervisor.pid_path(stack).exists() and supervisor.socket_path(stack).exists()
-    assert (stack.data_path / "postgres" / "postmaster.pid").exists()
+    programs = {p["name"]: p["pid"] for p in supervisor.client(stack).supervisor.getAllProcessInfo()}
+    children = psutil.Process(pid).children(recursive=True)
+    assert set(programs) == set(registry.load().program_names()) and all(programs.values()), programs
+    gunicorn = [c for c in children if "gunicorn" in " ".join(c.cmdline())]
+    assert len(gunicorn) >= 2, "Superset's gunicorn master and workers should be running"
+    os.kill(pid, signal.SIGKILL)
+    psutil.Process(pid).wait(timeout=30) if psutil.pid_exists(pid) else None
+    time.sleep(1)
+    orphans = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    # supervisord died alone: every server it started lives on, orphaned
+    assert {c.pid for c in orphans} >= set(programs.values())
+    # ... and is recognised as this stack's, even the ones that retitled themselves
+    assert {c.pid for c in orphans} <= {p.pid for p in manager.stack_processes(stack)}
 
     t0 = time.monotonic()
-    lakehouse("up")
+    up = lakehouse("up")
     assert time.monotonic() - t0 < 300
+    assert "leftover process(es) of an earlier run of this stack" in up.stderr
+    gone = [c for c in orphans if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert gone == [], [(c.pid, c.cmdline()[:3]) for c in gone]
     code, rows = _status()
-    assert code == 0 and rows == {s: ("RUNNING", "healthy") for s in ORDER}
+    assert code == 0 and rows == {p: ("RUNNING", "healthy") for p in registry.load().program_names()}
     assert query(stack, f"SELECT answer FROM {name}") == [(42,)]
     assert supervisor.daemon_pid(stack) != pid

@@ -1,18 +1,16 @@
 """Superset on the real stack: assets imported from superset_assets/, chart data checked
 against the same SQL run directly on Trino, users and grants, bad input, and Trino down.
 
-The module ingests two batches of a fresh group from our simulator (real HTTP, Spark),
-builds the marts with dbt, and imports the assets with `lakehouse superset import`, the
-command `make superset-import` runs. Browser rendering is in test_superset_browser.py.
+The marts are the session's warehouse (`make demo`'s cycle); the assets are imported with
+`lakehouse superset import`, the command `make superset-import` runs (the `marts`
+fixture). Browser rendering is in test_superset_browser.py.
 """
 
 import copy
 import json
 import math
-import random
 import re
 import shutil
-import time
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
@@ -22,45 +20,14 @@ import sqlparse
 import trino as trino_client
 import yaml
 
-from lakehouse.contracts import load_all
-from lakehouse.simulator.server import SteppedSimulator
 from lakehouse.stack import provision, supervisor
 from lakehouse.superset import assets
 from lakehouse.superset.client import SupersetClient
 from lakehouse.trino import connect, query
-from spark_jobs.ingest import Ingestor
 from tests.integration.conftest import lakehouse
 
-NETWORKS = ("network_a", "network_b")
+pytestmark = pytest.mark.superset
 CHARTS = sorted(n for n in assets.asset_files() if n.startswith("charts/"))
-
-
-@pytest.fixture(scope="module")
-def marts(stack, spark, tmp_path_factory):
-    """Two batches per network of a fresh group, the marts built, the assets imported."""
-    group = random.Random().randrange(9_100, 10_000)
-    sim = SteppedSimulator(tmp_path_factory.mktemp("superset-sim") / "state.json", seed=5,
-                           rows_per_batch=200, fault_rate=0.05, period_seconds=60.0)
-    contracts = load_all()
-    try:
-        for batch in (1, 2):
-            for src in NETWORKS:
-                ing = Ingestor(stack.model_copy(update={"batch_api_url": sim.url}), contracts[src], spark)
-                ing.ensure_tables()
-                result = ing.ingest(group)
-                assert result.status == "committed" and result.batch_number == batch, result.line()
-            sim.next_batch()
-    finally:
-        sim.stop()
-    lakehouse("dbt", "build", timeout=1500)
-    proc = lakehouse("superset", "import")
-    assert "imported 1 databases, 6 datasets, 9 charts, 2 dashboards" in proc.stdout, proc.stdout
-    return stack
-
-
-@pytest.fixture(scope="module")
-def admin(marts):
-    return SupersetClient(marts).login()
 
 
 def _repo_uuids(kind: str) -> set[str]:
@@ -86,7 +53,7 @@ def login_csrf_token(html: str) -> str:
 
 # ---- the runtime ---------------------------------------------------------------------------
 
-def test_superset_runs_from_its_own_venv_with_metadata_in_postgres(marts):
+def test_superset_runs_from_its_own_venv_with_metadata_in_postgres(marts, admin):
     from lakehouse.stack.services import superset as runtime
 
     assert requests.get(f"{marts.superset_url}/health", timeout=10).text == "OK"
@@ -101,7 +68,7 @@ def test_superset_runs_from_its_own_venv_with_metadata_in_postgres(marts):
         assert {marts.superset_admin_user, marts.superset_viewer_user} <= users
         assert conn.execute("SELECT count(*) FROM dashboards").fetchone()[0] == 2
     # no example data: the only database is ours
-    assert [d["database_name"] for d in SupersetClient(marts).login().list_all("database", ["database_name"])] \
+    assert [d["database_name"] for d in admin.list_all("database", ["database_name"])] \
         == ["Lakehouse marts (Trino)"]
 
 
@@ -222,8 +189,7 @@ def test_chart_numbers_equal_independent_sql(marts, admin):
 
 # ---- users and grants ------------------------------------------------------------------------
 
-def test_viewer_can_view_dashboards_but_not_edit_them_or_open_sql_lab(marts, admin):
-    viewer = SupersetClient(marts, user=marts.superset_viewer_user).login()
+def test_viewer_can_view_dashboards_but_not_edit_them_or_open_sql_lab(marts, admin, viewer):
     dashboards = viewer.list_all("dashboard", ["id", "dashboard_title"])
     assert {d["dashboard_title"] for d in dashboards} == {"Air quality overview", "Data quality"}
     qc = _saved_query_context(admin, "charts/aq_latest.yaml")
@@ -342,3 +308,25 @@ def test_with_trino_down_charts_fail_cleanly_and_superset_stays_up(marts, admin)
     finally:
         lakehouse("up", timeout=600)
     assert admin.chart_data(qc).json()["result"][0]["rowcount"] > 0
+
+
+def test_login_is_rate_limited_and_lets_the_user_back_in_after_a_minute(marts):
+    """Password guessing meets HTTP 429; the right password works again once the window
+    has passed. (Last in the module: it blocks logins from this address for a minute.)"""
+    import time
+
+    url = f"{marts.superset_url}/api/v1/security/login"
+    codes = [requests.post(url, timeout=30, json={"username": marts.superset_admin_user, "password": f"guess-{i}",
+                                                  "provider": "db", "refresh": False}).status_code
+             for i in range(30)]
+    assert set(codes) <= {401, 429} and codes[0] == 401, codes
+    assert codes.count(429) >= 10, codes  # 10 a minute per worker: at most 20 get through
+    good = {"username": marts.superset_admin_user, "password": marts.superset_admin_password.get_secret_value(),
+            "provider": "db", "refresh": False}
+    deadline = time.monotonic() + 90
+    while True:
+        code = requests.post(url, timeout=30, json=good).status_code
+        if code == 200:
+            break
+        assert code == 429 and time.monotonic() < deadline, code
+        time.sleep(5)

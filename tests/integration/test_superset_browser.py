@@ -11,7 +11,9 @@ import time
 import pytest
 
 from lakehouse.superset import assets
-from tests.integration.test_superset import login_csrf_token, marts  # noqa: F401  (the fixture)
+from tests.integration.test_superset import login_csrf_token
+
+pytestmark = pytest.mark.superset
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Flags for a closed network: no background calls home, no sandbox as root.
@@ -34,7 +36,7 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def page(browser, marts):  # noqa: F811
+def page(browser, marts):
     context = browser.new_context(viewport={"width": 1600, "height": 1400}, base_url=marts.superset_url)
     pg = context.new_page()
     login = pg.goto("/login/")
@@ -48,7 +50,7 @@ def page(browser, marts):  # noqa: F811
 
 
 @pytest.mark.parametrize("slug,title,n_charts", DASHBOARDS)
-def test_dashboard_renders_without_errors(marts, page, slug, title, n_charts, screenshot_dir):  # noqa: F811
+def test_dashboard_renders_without_errors(marts, page, slug, title, n_charts, screenshot_dir):
     page.goto(f"/superset/dashboard/{slug}/", wait_until="networkidle", timeout=120_000)
     assert title in page.content(), f"{slug}: the dashboard title is not on the page (login failed?)"
     charts = page.locator("[data-test='chart-container']")
@@ -67,7 +69,7 @@ def test_dashboard_renders_without_errors(marts, page, slug, title, n_charts, sc
     assert charts.count() == n_charts
 
 
-def test_with_trino_down_a_dashboard_shows_an_error_and_superset_stays_up(marts, page, screenshot_dir):  # noqa: F811
+def test_with_trino_down_a_dashboard_shows_an_error_and_superset_stays_up(marts, page, screenshot_dir):
     import requests
 
     from lakehouse.stack import supervisor
