@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import nullcontext
 from datetime import datetime, timezone
@@ -115,8 +116,7 @@ def new_target(project: Path = DBT_PROJECT) -> Path:
     runs = project / "target" / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    folder = runs / f"{stamp}-{os.getpid()}"
-    folder.mkdir()
+    folder = Path(tempfile.mkdtemp(prefix=f"{stamp}-{os.getpid()}-", dir=runs))
     parsed = latest_target(project) / "partial_parse.msgpack"
     if parsed.exists():
         shutil.copy2(parsed, folder / "partial_parse.msgpack")
@@ -199,5 +199,6 @@ def lint(settings: Settings, paths: tuple[str, ...] = ("models", "tests"), fix: 
                              "run `make install` (sqlfluff is in the dev dependency group)")
     sync_sources(settings)
     cmd = [str(exe), "fix" if fix else "lint", *paths, "--disable-progress-bar"]
-    env = {**dbt_env(settings), "DBT_TARGET_PATH": str(new_target()), "DBT_LOG_PATH": str(new_target())}
+    target = new_target()
+    env = {**dbt_env(settings), "DBT_TARGET_PATH": str(target), "DBT_LOG_PATH": str(target)}
     return subprocess.run(cmd, cwd=DBT_PROJECT, env=env, text=True, capture_output=capture)

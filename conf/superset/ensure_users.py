@@ -1,7 +1,7 @@
 """Make Superset's users and the viewer role match the env file. Idempotent.
 
-Runs in Superset's own venv (`lakehouse.superset.runtime.ensure_users`) on every
-`lakehouse up`, after `superset init` (the compose image runs it at start):
+Runs in Superset's own venv (`lakehouse.stack.services.superset.ensure_users`) when
+`lakehouse up` starts Superset (or `.env` changed), after `superset init` (the compose image runs it at start):
   - LAKEHOUSE_SUPERSET_ADMIN_USER: role Admin, password from the env file;
   - LAKEHOUSE_SUPERSET_VIEWER_USER: roles Gamma + LakehouseViewer, where LakehouseViewer
     holds `all_datasource_access`. This Superset has one database, the lakehouse marts, and

@@ -150,7 +150,7 @@ def run(baseline_batches: int = 3) -> list[str]:
     group = 4000 + int(time.time()) % 1000
     # the scheduler's tasks read these from its environment, set when the stack starts
     os.environ.update({**BENCH_AIRFLOW_ENV, "LAKEHOUSE_GROUP_NUMBER": str(group)})
-    settings = empty_bench_stack("bench-airflow")
+    settings = empty_bench_stack("bench-airflow", profile="orchestration")
     _cli("init")  # every source's tables, as after `make demo`, so the first polls find them
     probe = _Probe(settings)
     probe.start()

@@ -71,7 +71,7 @@ def ours_seconds(settings, rows: int, group: int, folder: Path) -> tuple[float, 
 def run(runs: int = 3, big_runs: int = 1, sizes: tuple[int, ...] = SIZES) -> list[str]:
     settings = bench_settings()
     say(f"bench-ingest: own stack in {settings.data_path}")
-    manager.up(settings)
+    manager.up(settings, profile="core")
     ensure_namespaces(settings)
     groups = itertools.count(int(time.time()) % 9000 // 10 * 10)  # fresh batch keys every run
     lines, rows_md = [], []

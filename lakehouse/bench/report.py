@@ -14,38 +14,37 @@ from lakehouse.settings import REPO_ROOT, load_settings
 
 BENCH_DOC = REPO_ROOT / "docs" / "benchmarks.md"
 
-# Benchmarks run their own stack (own data folder, env file and ports), like the tests, so
-# a developer's stack and tables are never touched.
-BENCH_ENV = {
-    "LAKEHOUSE_DATA_DIR": str(REPO_ROOT / ".lakehouse-bench"),
-    "LAKEHOUSE_ENV_FILE": str(REPO_ROOT / ".lakehouse-bench.env"),
-    "LAKEHOUSE_POSTGRES_PORT": "25433",
-    "LAKEHOUSE_MINIO_PORT": "29000",
-    "LAKEHOUSE_MINIO_CONSOLE_PORT": "29001",
-    "LAKEHOUSE_TRINO_PORT": "28080",
-    "LAKEHOUSE_TRINO_HTTPS_PORT": "28443",
-    "LAKEHOUSE_SUPERSET_PORT": "28088",
-    "LAKEHOUSE_AIRFLOW_PORT": "28070",
-    "LAKEHOUSE_AIRFLOW_LOG_PORT": "28793",
-    "LAKEHOUSE_SIMULATOR_PORT": "28765",
-}
+# Benchmarks run their own stack (own data folder, env file and ports: each default moved by
+# 20000, derived from the service registry), like the tests, so a developer's stack and
+# tables are never touched.
+BENCH_PORT_OFFSET = 20000
+
+
+def bench_env() -> dict[str, str]:
+    from lakehouse.stack import registry
+
+    return {"LAKEHOUSE_DATA_DIR": str(REPO_ROOT / ".lakehouse-bench"),
+            "LAKEHOUSE_ENV_FILE": str(REPO_ROOT / ".lakehouse-bench.env"),
+            **registry.load().offset_ports(BENCH_PORT_OFFSET)}
 
 
 def bench_settings():
     """Settings of the bench stack; also exported to the environment for child commands."""
-    os.environ.update(BENCH_ENV)
+    os.environ.update(bench_env())
     return load_settings()
 
 
-def empty_bench_stack(bench: str):
-    """The bench stack, emptied and started, with the layer namespaces: figures of one run."""
+def empty_bench_stack(bench: str, profile: str = "core"):
+    """The bench stack, emptied and started with only `profile` (a bench that needs no
+    scheduler runs without one: nothing else competes for the 2 cores), with the layer
+    namespaces: figures of one run."""
     from lakehouse.catalog import ensure_namespaces
     from lakehouse.stack import manager
 
     settings = bench_settings()
-    print(f"{bench}: own stack in {settings.data_path}, emptied first", file=sys.stderr, flush=True)
+    print(f"{bench}: own stack in {settings.data_path} (profile {profile}), emptied first", file=sys.stderr, flush=True)
     manager.clean(settings)
-    manager.up(settings)
+    manager.up(settings, profile=profile)
     ensure_namespaces(settings)
     return settings
 

@@ -44,7 +44,7 @@ def run(repeats: int = 20, rows: int | None = None) -> list[str]:
     from lakehouse.trino import connect
     from spark_jobs.ingest import MAX_BATCH
 
-    settings = empty_bench_stack("bench-superset")
+    settings = empty_bench_stack("bench-superset", profile="bi")
     rows = rows or settings.simulator_rows_per_batch
     group = int(time.time()) % 9000 // 10 * 10 + 1000
     results: dict[str, dict[str, list[float]]] = {}

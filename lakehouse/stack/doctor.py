@@ -38,6 +38,17 @@ def _guard(name: str, fn) -> Check:
         return Check(name, False, exc.message, exc.hint or "")
 
 
+def port_owner_pid(port: int) -> int | None:
+    """The pid listening on `port`, when the OS tells us."""
+    try:
+        for conn in psutil.net_connections("inet"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                return conn.pid
+    except (psutil.Error, OSError):
+        pass
+    return None
+
+
 def port_owner(port: int) -> str:
     """Who listens on `port`, as 'pid N (name)', when the OS tells us."""
     try:

@@ -114,6 +114,11 @@ def _preflight(settings: Settings, reg: Registry, names: list[str], running: boo
     ours: set[int] = set()
     if running:
         ours = set(doctor.stack_ports(settings, reg=reg).values())
+    else:  # servers orphaned by a killed supervisord hold their ports: ours, ended below
+        mine = {p.pid for p in stack_processes(settings)}
+        if mine:
+            ours = {port for port in doctor.stack_ports(settings, reg=reg).values()
+                    if doctor.port_owner_pid(port) in mine}
     failed = [c for c in doctor.run_checks(settings, ours, names, reg) if not c.ok]
     if failed:
         raise PreflightError("preflight failed:\n" + doctor.format_checks(failed),

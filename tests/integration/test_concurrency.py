@@ -25,7 +25,7 @@ def _start(*args, env=None):
 
 def test_two_dbt_builds_started_together_both_succeed_one_after_the_other(stack):
     runs_before = set((dbt.DBT_PROJECT / "target" / "runs").glob("*")) if (dbt.DBT_PROJECT / "target" / "runs").exists() else set()
-    procs = [_start("dbt", "build", "--select", SELECTION) for _ in range(2)]
+    procs = [_start("dbt", "build", "--select", SELECTION, "--indirect-selection", "cautious") for _ in range(2)]
     outs = [p.communicate(timeout=900) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, out[-3000:] + err[-2000:]

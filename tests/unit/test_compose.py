@@ -396,3 +396,19 @@ def test_airflow_runs_the_platform_image_with_the_repo_dags(services):
     assert "airflow-home:/var/lib/lakehouse/airflow" in services["provision"]["volumes"]
     assert services["airflow-scheduler"]["depends_on"]["airflow-api"]["condition"] == "service_healthy"
     assert "COPY airflow_dags ./airflow_dags" in DOCKERFILE.read_text()
+
+
+def test_compose_profiles_are_the_registrys(services):
+    """`make up PROFILE=x` and `docker compose --profile x` start the same servers: each
+    registry program that compose runs has its service's profile there (core: none)."""
+    from lakehouse.stack import registry
+
+    reg = registry.load()
+    matched = 0
+    for svc, prog in reg.programs():
+        if prog.name in services:
+            matched += 1
+            want = [] if svc.profile == registry.CORE else [svc.profile]
+            assert services[prog.name].get("profiles", []) == want, prog.name
+    assert matched == len(reg.program_names()), "every native server has a compose service of the same name"
+    assert {s.profile for s in reg.services.values()} - {registry.CORE} <= PROFILES

@@ -70,9 +70,27 @@ def test_port_in_use_names_port_variable_and_owner(settings):
     assert "LAKEHOUSE_TRINO_PORT" in check.hint
 
 
-def test_two_services_on_one_port(settings):
+def test_two_services_on_one_port_names_both_settings(settings):
     checks = doctor.check_ports(settings.model_copy(update={"minio_port": settings.trino_port}))
-    assert any(not c.ok and "are both" in c.detail for c in checks)
+    bad = [c for c in checks if not c.ok]
+    assert len(bad) == 1 and "LAKEHOUSE_MINIO_PORT" in bad[0].detail and "LAKEHOUSE_TRINO_PORT" in bad[0].detail
+    assert f"are both {settings.trino_port}" in bad[0].detail
+
+
+def test_up_refuses_two_services_on_one_port_before_starting_anything(tmp_path):
+    proc = _run(["up", "--profile", "core"], {"LAKEHOUSE_SUPERSET_PORT": "18000", "LAKEHOUSE_AIRFLOW_PORT": "18000"},
+                tmp_path)
+    assert proc.returncode == 2
+    assert "LAKEHOUSE_AIRFLOW_PORT and LAKEHOUSE_SUPERSET_PORT are both 18000" in proc.stderr or \
+        "LAKEHOUSE_SUPERSET_PORT and LAKEHOUSE_AIRFLOW_PORT are both 18000" in proc.stderr
+    assert not (Path(os.environ["LAKEHOUSE_DATA_DIR"]) / "run").exists(), "nothing may start after a failed preflight"
+
+
+def test_down_when_nothing_runs_says_so_exits_0_and_touches_nothing(tmp_path):
+    proc = _run(["down"], {}, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"stack is not running (nothing of {os.environ['LAKEHOUSE_DATA_DIR']} to stop)" in proc.stdout
+    assert not Path(os.environ["LAKEHOUSE_DATA_DIR"]).exists()
 
 
 def test_disk_and_memory_thresholds(settings):

@@ -98,7 +98,7 @@ def init_cluster(settings: Settings, say) -> None:
     user = os_user()
     data.mkdir(parents=True, exist_ok=True)
     if user:
-        check_traversable(data, user)
+        check_traversable(data.parent, user)
         shutil.chown(data, user, user)
     os.chmod(data, 0o700)
     say(f"- initialising PostgreSQL in {data} (once) ...")
