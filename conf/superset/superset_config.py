@@ -119,6 +119,30 @@ RATELIMIT_APPLICATION = "50 per second"
 AUTH_RATE_LIMITED = True
 AUTH_RATE_LIMIT = "10 per minute"
 
+# Superset 6.1 wires AUTH_RATE_LIMIT to the login form's blueprint only if that blueprint
+# exists when its security manager registers the views, and here it does not: seen on this
+# stack, 30 wrong passwords in a row got 30 answers, through the form and through the
+# security API that scripts use. So the limit is applied here, to both, through the same
+# `limits` library Flask-Limiter runs on.
+from limits import parse as _parse_limit, storage as _limit_storage, strategies as _limit_strategies  # noqa: E402
+
+_API_LOGIN_LIMIT = _parse_limit(AUTH_RATE_LIMIT)
+_API_LOGIN_WINDOW = _limit_strategies.MovingWindowRateLimiter(_limit_storage.MemoryStorage())
+
+
+def FLASK_APP_MUTATOR(app) -> None:  # noqa: N802 - Superset's name for this hook
+    """Refuse a login attempt (form or API) beyond AUTH_RATE_LIMIT per client address."""
+    from flask import jsonify, request
+
+    @app.before_request
+    def _limit_api_login():
+        if request.method == "POST" and request.path.rstrip("/") in ("/login", "/api/v1/security/login",
+                                                                      "/api/v1/security/refresh"):
+            if not _API_LOGIN_WINDOW.hit(_API_LOGIN_LIMIT, "api-login", request.remote_addr or "-"):
+                return jsonify(message=f"too many login attempts from this address (limit: {AUTH_RATE_LIMIT}); "
+                                       "try again in a minute"), 429
+        return None
+
 # The frontend aborts a request after this many seconds; match gunicorn's --timeout 120
 # so slow Trino queries are not cut off by the browser first (Superset's default: 60).
 SUPERSET_WEBSERVER_TIMEOUT = 120

@@ -313,8 +313,9 @@ def test_with_trino_down_charts_fail_cleanly_and_superset_stays_up(marts, admin)
 
 
 def test_login_is_rate_limited_and_lets_the_user_back_in_after_a_minute(marts):
-    """Password guessing meets HTTP 429; the right password works again once the window
-    has passed. (Last in the module: it blocks logins from this address for a minute.)"""
+    """Password guessing meets HTTP 429, through the API and through the login form; the
+    right password works again once the window has passed. (Last in the module: it blocks
+    logins from this address for a minute.)"""
     import time
 
     url = f"{marts.superset_url}/api/v1/security/login"
@@ -322,7 +323,13 @@ def test_login_is_rate_limited_and_lets_the_user_back_in_after_a_minute(marts):
                                                   "provider": "db", "refresh": False}).status_code
              for i in range(30)]
     assert set(codes) <= {401, 429} and codes[0] == 401, codes
-    assert codes.count(429) >= 10, codes  # 10 a minute per worker: at most 20 get through
+    assert codes.count(429) >= 10, codes  # 10 a minute per gunicorn worker: at most 20 get through
+    form = requests.Session()
+    token = login_csrf_token(form.get(f"{marts.superset_url}/login/", timeout=30).text)
+    form_codes = [form.post(f"{marts.superset_url}/login/", timeout=30, allow_redirects=False, data={
+        "csrf_token": token, "username": marts.superset_admin_user, "password": f"guess-{i}"}).status_code
+        for i in range(30)]
+    assert form_codes.count(429) >= 10, form_codes
     good = {"username": marts.superset_admin_user, "password": marts.superset_admin_password.get_secret_value(),
             "provider": "db", "refresh": False}
     deadline = time.monotonic() + 90
