@@ -318,30 +318,27 @@ def load_settings(path: Path | None = None, *, create: bool = True) -> Settings:
     # process environment overrides the file (pydantic-settings' usual precedence)
     merged = {k: v for k, v in values.items()}
     merged.update({k: v for k, v in os.environ.items() if k.startswith(PREFIX)})
-    kwargs = {k[len(PREFIX):].lower(): v for k, v in merged.items()
-              if k[len(PREFIX):].lower() in Settings.model_fields}
+    return _validated(merged, f"in {path}", f"fix the value in {path} (see {ENV_EXAMPLE.name})")
+
+
+def _scoped_settings() -> Settings:
+    given: dict = dict(os.environ)
+    for name in secret_fields():
+        given.setdefault(PREFIX + name.upper(), Withheld(name))
+    return _validated(given, "in this process's environment",
+                      "the stack renders them from .env; fix the value there and restart")
+
+
+def _validated(variables: dict, where: str, hint: str) -> Settings:
+    """Settings from LAKEHOUSE_* variables; a bad value is an error naming the variable."""
+    kwargs = {k[len(PREFIX):].lower(): v for k, v in variables.items()
+              if k.startswith(PREFIX) and k[len(PREFIX):].lower() in Settings.model_fields}
     try:
         return Settings(_env_file=None, **kwargs)
     except ValidationError as exc:
         problems = "; ".join(f"{PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
                              for e in exc.errors())
-        raise SettingsError(f"invalid settings in {path}: {problems}",
-                            f"fix the value in {path} (see {ENV_EXAMPLE.name})") from exc
-
-
-def _scoped_settings() -> Settings:
-    given = {k[len(PREFIX):].lower(): v for k, v in os.environ.items()
-             if k.startswith(PREFIX) and k[len(PREFIX):].lower() in Settings.model_fields}
-    for name in secret_fields():
-        if name not in given:
-            given[name] = Withheld(name)
-    try:
-        return Settings(_env_file=None, **given)
-    except ValidationError as exc:
-        problems = "; ".join(f"{PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
-                             for e in exc.errors())
-        raise SettingsError(f"invalid settings in this process's environment: {problems}",
-                            "the stack renders them from .env; fix the value there and restart") from exc
+        raise SettingsError(f"invalid settings {where}: {problems}", hint) from exc
 
 
 def _refuse_if_state_without_env(path: Path) -> None:

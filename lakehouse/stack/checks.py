@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from pathlib import Path
 
 import requests
+
+from lakehouse.errors import StackError
 
 
 def http_ok(url: str, timeout: float = 5) -> tuple[bool, str]:
@@ -46,3 +49,14 @@ def write_private(path: Path, text: str) -> Path:
         fh.write(text)
     os.replace(tmp, path)
     return path
+
+
+def run_tool(cmd: list[str], env: dict[str, str], hint: str, timeout: int = 900,
+             cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run a server's own command-line tool (a migration, an init); on failure, an error
+    with its last output lines and what to check."""
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise StackError(f"`{Path(cmd[0]).name} {' '.join(cmd[1:])}` failed:\n{tail}", hint)
+    return proc

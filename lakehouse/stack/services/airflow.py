@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING
 import requests
 from pydantic import BaseModel, Field, SecretStr
 
-from lakehouse.errors import StackError
 from lakehouse.paths import REPO_ROOT
-from lakehouse.stack.checks import write_private
+from lakehouse.stack.checks import run_tool, write_private
 from lakehouse.stack.registry import Database, Program, Service, empty_means_default
 
 if TYPE_CHECKING:
@@ -176,13 +175,8 @@ def write_passwords_file(settings: Settings) -> Path:
 
 
 def run_cli(settings: Settings, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(AIRFLOW_BIN), *args], env=airflow_env(settings), capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO_ROOT)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise StackError(f"`airflow {' '.join(args)}` failed:\n{tail}",
-                         "check PostgreSQL is up (`make status`) and the LAKEHOUSE_AIRFLOW_* settings in .env")
-    return proc
+    return run_tool([str(AIRFLOW_BIN), *args], airflow_env(settings), timeout=timeout, cwd=REPO_ROOT,
+                    hint="check PostgreSQL is up (`make status`) and the LAKEHOUSE_AIRFLOW_* settings in .env")
 
 
 def _stamp(settings: Settings) -> Path:

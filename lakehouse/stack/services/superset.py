@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, SecretStr
 
 from lakehouse.errors import DownloadError, StackError
 from lakehouse.paths import CONF as _CONF
-from lakehouse.stack.checks import http_ok
+from lakehouse.stack.checks import http_ok, run_tool
 from lakehouse.stack.registry import Database, Program, Service
 
 if TYPE_CHECKING:
@@ -117,13 +117,8 @@ def cli_env(settings: Settings, secrets: tuple[str, ...] = SERVER_SECRETS) -> di
 
 
 def run_cli(settings: Settings, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    cmd = [str(venv_path(settings) / "bin" / "superset"), *args]
-    proc = subprocess.run(cmd, env=cli_env(settings), capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise StackError(f"`superset {' '.join(args)}` failed:\n{tail}",
-                         "check PostgreSQL is up (`make status`) and the superset settings in .env")
-    return proc
+    return run_tool([str(venv_path(settings) / "bin" / "superset"), *args], cli_env(settings), timeout=timeout,
+                    hint="check PostgreSQL is up (`make status`) and the superset settings in .env")
 
 
 def _stamp(settings: Settings) -> Path:
