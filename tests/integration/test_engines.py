@@ -86,18 +86,3 @@ def test_the_trino_cli_connects_over_https_with_the_platform_password(stack):
     proc = lakehouse("sql", "--query", "SELECT current_user, 6 * 7", "--format", "CSV")
     assert proc.stdout.strip().splitlines()[-1] == '"lakehouse","42"', proc.stdout + proc.stderr
 
-
-def test_a_spark_session_outlives_a_postgresql_restart(stack, spark):
-    """The catalog's pooled connections die with PostgreSQL; the session reconnects and
-    retries (spark-defaults: retryable_status_codes), so a warm session keeps working."""
-    from lakehouse.stack import supervisor
-
-    name = f"{stack.catalog_name}.raw.it_pg_restart_{uuid.uuid4().hex[:8]}"
-    spark.sql(f"CREATE TABLE {name} (id INT) USING iceberg")
-    spark.sql(f"INSERT INTO {name} VALUES (1)")
-    rpc = supervisor.client(stack)
-    rpc.supervisor.stopProcess("postgres", True)
-    rpc.supervisor.startProcess("postgres", True)
-    spark.sql(f"INSERT INTO {name} VALUES (2)")
-    assert sorted(r["id"] for r in spark.table(name).collect()) == [1, 2]
-    spark.sql(f"DROP TABLE {name}")
