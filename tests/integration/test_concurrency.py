@@ -3,7 +3,6 @@ fails because of the other, and nothing is corrupted (lakehouse.locks)."""
 
 import os
 import subprocess
-import sys
 
 import pytest
 
