@@ -47,11 +47,11 @@ down: $(VENV)/.synced ## Stop the native stack (state is kept)
 	@$(LH) down
 
 .PHONY: status
-status: $(VENV)/.synced ## Show each service's state and health
+status: $(VENV)/.synced ## Show each program's state, health and address (exit 3 if one that up started is not healthy)
 	@$(LH) status
 
 .PHONY: logs
-logs: $(VENV)/.synced ## Print service logs (S=trino to pick one, F=1 to follow)
+logs: $(VENV)/.synced ## Print program logs (S=trino to pick one, F=1 to follow)
 	@$(LH) logs $(S) $(if $(F),--follow,)
 
 .PHONY: clean
