@@ -284,7 +284,7 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
     """
     from lakehouse.contracts import load_all
     from lakehouse.stack import manager
-    from spark_jobs.ingest import ingest_cycles, open_ingestors, warm_up_validation
+    from spark_jobs.ingest import close_ingestors, ingest_cycles, open_ingestors
 
     if batch_number is not None and cycle:
         raise click.UsageError("give --batch or --cycle, not both")
@@ -297,7 +297,6 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
                              f"known: {', '.join(contracts)} (contracts/*.yaml)")
     group = settings.group_number if group is None else group
     manager.require(settings, "postgres", "minio")
-    warm_up_validation()
     ingestors = open_ingestors(settings, [contracts[s] for s in wanted], timeout=timeout)
     try:
         if cycle:
@@ -310,7 +309,7 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
                 click.echo(r.line())
                 results.append(r)
     finally:
-        ingestors[0].spark.stop()
+        close_ingestors(ingestors)
     if as_json:
         import dataclasses
         import json

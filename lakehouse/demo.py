@@ -42,7 +42,7 @@ def init_source_tables(settings: Settings) -> None:
 def smoke_load(settings: Settings) -> int:
     """Append one row through Spark, then count the rows through Trino."""
     t0 = time.monotonic()
-    say("- smoke load: starting Spark ...")
+    say("- smoke load: through the Spark Connect server ...")
     spark = spark_session(settings, "lakehouse-smoke-load")
     try:
         cat = settings.catalog_name
@@ -72,7 +72,7 @@ def ingest_demo_cycle(settings: Settings) -> list:
 
     from lakehouse.contracts import load_all
     from lakehouse.simulator.server import SteppedSimulator
-    from spark_jobs.ingest import open_ingestors
+    from spark_jobs.ingest import close_ingestors, open_ingestors
 
     contracts = load_all()
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,8 +95,7 @@ def ingest_demo_cycle(settings: Settings) -> list:
             return results
         finally:
             sim.stop()
-            if ingestors:
-                ingestors[0].spark.stop()
+            close_ingestors(ingestors)
 
 
 def build_marts(settings: Settings) -> None:

@@ -52,10 +52,8 @@ class CoreSettings(BaseSettings):
     warehouse_bucket: str = "lakehouse"
     s3_region: str = "us-east-1"
 
-    # S3 users of client processes (Spark jobs; pyiceberg and DuckDB readers). A server's
-    # own S3 user is declared by its service module.
-    spark_s3_access_key: str = "svc-spark"
-    spark_s3_secret_key: SecretStr
+    # The S3 user of read-only client processes (pyiceberg, DuckDB). A server's own S3
+    # user (Spark's, Trino's) is declared by its service module.
     reader_s3_access_key: str = "svc-reader"
     reader_s3_secret_key: SecretStr
 
@@ -68,9 +66,6 @@ class CoreSettings(BaseSettings):
     maintenance_snapshot_retention: str = Field("7d", pattern=r"^\d+(\.\d+)?[smhd]$")
     maintenance_orphan_retention: str = Field("7d", pattern=r"^\d+(\.\d+)?[smhd]$")
 
-    spark_java_home: Path | None = None
-    spark_driver_memory: str = Field("2g", pattern=r"^\d+[mgMG]$")
-
     batch_api_url: str | None = None
     group_number: int = Field(1, ge=0)
 
@@ -80,7 +75,7 @@ class CoreSettings(BaseSettings):
     min_free_disk_gb: float = Field(5, ge=0)
     min_free_memory_gb: float = Field(4, ge=0)
 
-    @field_validator("spark_java_home", "batch_api_url", mode="before")
+    @field_validator("batch_api_url", mode="before")
     @classmethod
     def _empty_is_auto(cls, v):
         return empty_is_none(v)

@@ -1,33 +1,33 @@
-"""SparkSession on the shared Iceberg catalog, configured from conf/spark/spark-defaults.conf.
+"""Spark sessions: light clients of the platform's Spark Connect server.
 
-Scope: renders the defaults from the env file, puts the cached Iceberg/AWS/PostgreSQL jars
-on the class path and pins Spark to a Java 17/21 JDK (never Trino's Java 25).
+Scope: renders conf/spark/spark-defaults.conf from the env file (for the server, see
+lakehouse/stack/services/spark.py), and opens client sessions to the server. A client
+starts no JVM and imports no heavy engine code: pyspark's Connect client sends plans over
+gRPC, and the server's warm driver runs them on its Iceberg catalog.
 
-JVM start: on these 2-core machines a bare driver JVM takes ~13 s to start and its first job
-~4 s more, most of it loading and verifying classes. The driver therefore uses a dynamic
-AppCDS archive (JDK class-data sharing) kept in the cache: the first session on a machine
-records the classes it loaded when its JVM exits (-XX:ArchiveClassesAtExit), every later
-session maps them in (-XX:SharedArchiveFile), which roughly halves both. The archive is keyed
-by the JDK, pyspark and jar versions; a stale or unusable archive only costs the speed-up,
-the JVM ignores it (-Xshare:auto). Figures: docs/benchmarks.md.
+Errors are clear: a server that is down, or refuses the token, is a SparkUnavailable
+naming the address and what to do, raised before any work starts. A server that goes away
+mid-job is retried for about 45 s (a supervised restart takes ~10 s), then fails.
 """
 
 from __future__ import annotations
 
-import atexit
-import hashlib
-import os
 import re
-import subprocess
+import socket
 from pathlib import Path
 
-from lakehouse.errors import SettingsError
+from lakehouse.errors import LakehouseError, SettingsError
 from lakehouse.settings import REPO_ROOT, Settings
-from lakehouse.stack import artifacts
-from lakehouse.stack.java import SPARK_JAVA, find_java
 
 SPARK_DEFAULTS = REPO_ROOT / "conf" / "spark" / "spark-defaults.conf"
 _VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
+# Connect's own policy waits at least 10 minutes for a server; a job here waits ~45 s
+# (50 ms x 4^k, capped at 10 s, 8 retries), then says so.
+RETRIES = {"max_retries": 8, "max_backoff": 10_000}
+
+
+class SparkUnavailable(LakehouseError):
+    """The Spark Connect server can't be reached, or refuses this client."""
 
 
 def render_defaults(settings: Settings, path: Path = SPARK_DEFAULTS) -> dict[str, str]:
@@ -52,60 +52,52 @@ def render_defaults(settings: Settings, path: Path = SPARK_DEFAULTS) -> dict[str
     return conf
 
 
-def class_archive(settings: Settings, java_home: Path, jars: list[Path]) -> Path:
-    """Where the driver's class-data archive for this JDK, pyspark and jar set lives."""
-    import pyspark
-
-    release = (java_home / "release").read_text() if (java_home / "release").exists() else ""
-    ident = "\n".join([str(java_home.resolve()), release, pyspark.__version__,
-                       *(f"{j.name}:{j.stat().st_size}" for j in jars)])
-    digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
-    return settings.cache_path / "spark-cds" / f"driver-{digest}.jsa"
-
-
-def _archive_options(archive: Path) -> tuple[str, Path | None]:
-    """JVM options that use the archive, or record it (returns the file being recorded)."""
-    quiet = "-Xlog:cds=off -Xlog:cds+dynamic=off"  # its warnings would go to stdout
-    if archive.is_file() and archive.stat().st_size > 0:
-        return f"-XX:SharedArchiveFile={archive} {quiet}", None
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    recording = archive.with_name(f"{archive.name}.{os.getpid()}.part")
-    return f"-XX:ArchiveClassesAtExit={recording} {quiet}", recording
+def connect_url(settings: Settings, user_agent: str = "lakehouse") -> str:
+    """The sc:// address, carrying the token. gRPC sends call credentials over a secure
+    channel only: to a loopback server pyspark uses gRPC's local credentials (no TLS, the
+    name must be `localhost`); to another host TLS (LAKEHOUSE_SPARK_CONNECT_TLS=true, the
+    default), or else, on a private network such as compose's, the token as a plain
+    `authorization` header."""
+    host = settings.spark_connect_address
+    token = settings.spark_connect_token.get_secret_value()
+    port = settings.spark_connect_port
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return f"sc://localhost:{port}/;token={token};user_agent={user_agent}"
+    if settings.spark_connect_tls:
+        return f"sc://{host}:{port}/;use_ssl=true;token={token};user_agent={user_agent}"
+    return f"sc://{host}:{port}/;authorization=Bearer%20{token};user_agent={user_agent}"
 
 
-def _finish_recording(session, recording: Path, archive: Path) -> None:
-    """Stop the JVM cleanly so it writes the archive, then publish it atomically."""
+def where(settings: Settings) -> str:
+    return f"sc://{settings.spark_connect_address}:{settings.spark_connect_port}"
+
+
+def spark_session(settings: Settings, app_name: str = "lakehouse"):
+    """A client session on the Spark Connect server (no JVM here). SparkUnavailable when
+    the server is down or refuses the token."""
     try:
-        proc = getattr(session.sparkContext._gateway, "proc", None)
-        session.stop()
-        if proc is not None and proc.stdin is not None:
-            proc.stdin.close()  # the gateway JVM exits on EOF and dumps the archive
-            proc.wait(timeout=300)
-        if recording.is_file() and recording.stat().st_size > 0 and not archive.exists():
-            os.replace(recording, archive)
-    except (OSError, subprocess.TimeoutExpired, RuntimeError):
-        pass
-    finally:
-        recording.unlink(missing_ok=True)
+        with socket.create_connection((settings.spark_connect_address, settings.spark_connect_port), timeout=5):
+            pass
+    except OSError as exc:
+        raise SparkUnavailable(f"the Spark Connect server at {where(settings)} is not reachable "
+                               f"({type(exc).__name__}: {exc}); nothing was written",
+                               "start it with `lakehouse up` (`lakehouse status` shows it; "
+                               "`lakehouse logs spark-connect` says why it stopped)") from exc
+    from pyspark.errors.exceptions.connect import SparkConnectGrpcException
+    from pyspark.sql import SparkSession  # the Connect client: gRPC and Arrow, no JVM
+    from pyspark.sql.connect.client.retries import DefaultPolicy
 
-
-def spark_session(settings: Settings, app_name: str = "lakehouse", master: str = "local[2]"):
-    """A local SparkSession wired to the lakehouse catalog (starts a JVM: ~7-15 s)."""
-    java_home = find_java(SPARK_JAVA, settings.spark_java_home)
-    os.environ["JAVA_HOME"] = str(java_home)
-    # The driver binds to the stack's address only (no other interface is ever used).
-    os.environ["SPARK_LOCAL_IP"] = settings.host
-    jars = artifacts.spark_jars(settings)
-    from pyspark.sql import SparkSession  # imported late: pyspark is heavy
-
-    archive = class_archive(settings, Path(java_home), jars)
-    cds, recording = _archive_options(archive)
-    builder = SparkSession.builder.appName(app_name).master(master)
-    for key, value in render_defaults(settings).items():
-        builder = builder.config(key, value)
-    builder = builder.config("spark.jars", ",".join(str(j) for j in jars))
-    builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.level=WARN {cds}")
-    session = builder.getOrCreate()
-    if recording is not None:
-        atexit.register(_finish_recording, session, recording, archive)
+    session = SparkSession.builder.remote(connect_url(settings, app_name)).create()
+    session.client.set_retry_policies([DefaultPolicy(**RETRIES)])
+    try:
+        session.version  # one round trip: proves the token before any work starts
+    except SparkConnectGrpcException as exc:
+        text = str(exc)
+        if "UNAUTHENTICATED" in text or "authentication" in text.lower():
+            raise SparkUnavailable(f"the Spark Connect server at {where(settings)} refused this client's "
+                                   "token; nothing was written",
+                                   "LAKEHOUSE_SPARK_CONNECT_TOKEN must be the server's: after changing it "
+                                   "in .env, restart the stack (`lakehouse down`, `lakehouse up`)") from exc
+        raise SparkUnavailable(f"the Spark Connect server at {where(settings)} failed: {text[:300]}",
+                               "`lakehouse logs spark-connect` shows the server's side") from exc
     return session

@@ -6,7 +6,12 @@ deletes or overwrites a row.
 
 Exactly once: every commit carries the batch key (source, group, batch number) and the
 batch id (key + payload checksum) as Iceberg snapshot summary properties, in the same
-commit as its rows. Before writing, each table is checked for the key:
+commit as its rows. Each write is an Iceberg write-audit-publish: the rows are staged
+under the WAP id `<key>#<batch id>` (a snapshot readers don't see), then published, and
+Iceberg refuses to publish one WAP id twice. So when this client dies and the Spark
+Connect server still finishes its write, a rerun publishes what was staged, or finds it
+published, and never commits the batch twice. Before writing, each table is checked for
+the key:
 - same key, same checksum everywhere -> a replay: nothing is written, and it says so;
 - same key, another checksum -> a changed payload: reported and quarantined whole, never
   merged;
@@ -17,9 +22,11 @@ its retention (7 days), and with them their properties, but never an audit row.
 A PostgreSQL advisory lock per batch key serialises two ingests of the same batch; ingests
 of different batches run concurrently and rely on Iceberg's optimistic commit retries.
 
-Only the row writes are Spark jobs. The bookkeeping (does a table exist, which batch ids
-has it committed, the snapshot a write made) reads table metadata through pyiceberg on the
-same catalog: one metadata file per table, no Spark job, no data file opened.
+Only the row writes are Spark jobs, sent to the platform's Spark Connect server (this
+process is a light client: no JVM, and nothing is sent before a new batch was fetched and
+validated). The bookkeeping (does a table exist, which batch ids has it committed, the
+snapshot a write made) reads table metadata through pyiceberg on the same catalog: one
+metadata file per table, no Spark job, no data file opened.
 """
 
 from __future__ import annotations
@@ -27,7 +34,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,12 +42,13 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from lakehouse.contracts import Contract
-from lakehouse.contracts.derive import (AUDIT_COLUMNS, QUARANTINE_COLUMNS, audit_ddl, quarantine_ddl,
-                                        raw_ddl, spark_schema, struct_type)
+from lakehouse.contracts.derive import (AUDIT_COLUMNS, QUARANTINE_COLUMNS, WAP_PROPERTY, audit_ddl,
+                                        quarantine_ddl, raw_ddl, spark_schema, struct_type)
 from lakehouse.errors import LakehouseError
 from lakehouse.ingest.fetch import Batch, FetchError, Fetched, PayloadError, fetch, parse_envelope
 from lakehouse.ingest.validate import Quarantined, Validation, validate_rows
 from lakehouse.settings import Settings
+from lakehouse.spark import SparkUnavailable
 
 KEY_PROP = "lakehouse.batch-key"
 ID_PROP = "lakehouse.batch-id"
@@ -89,8 +96,29 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+class SharedSpark:
+    """One Spark Connect session for several ingestors, opened on first use only (a run that
+    finds nothing new never opens one)."""
+
+    def __init__(self, settings: Settings, name: str = "lakehouse-ingest"):
+        self.settings, self.name, self.session = settings, name, None
+
+    def get(self):
+        if self.session is None:
+            from lakehouse.spark import spark_session
+
+            self.session = spark_session(self.settings, self.name)
+        return self.session
+
+    def stop(self) -> None:
+        if self.session is not None:
+            self.session.stop()
+            self.session = None
+
+
 class Ingestor:
-    """One source, one Spark session; ingest as many batches as asked."""
+    """One source; ingest as many batches as asked. `spark`: a session, a SharedSpark, or
+    None (a session of its own, opened when first needed)."""
 
     def __init__(self, settings: Settings, contract: Contract, spark=None, *, timeout: float = 30,
                  attempts: int = 4, backoff: float = 1.0):
@@ -101,7 +129,7 @@ class Ingestor:
         self.quarantine = f"{self.cat}.quarantine.{contract.table}"
         self.audit = f"{self.cat}.audit.ingestion_log"
         self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
-        self._spark = spark
+        self._spark = spark if spark is not None else SharedSpark(settings, f"ingest-{contract.id}")
         self._catalog = None
 
     @property
@@ -118,30 +146,66 @@ class Ingestor:
 
     @property
     def spark(self):
-        if self._spark is None:
-            from lakehouse.spark import spark_session
-
-            self._spark = spark_session(self.settings, f"ingest-{self.contract.id}")
-        return self._spark
+        return self._spark.get() if isinstance(self._spark, SharedSpark) else self._spark
 
     def ensure_tables(self) -> None:
-        """Create the source's raw and quarantine tables and the audit log if missing (the
-        existence check is a catalog lookup; only a missing table costs a Spark statement)."""
+        """Create the source's raw and quarantine tables and the audit log if missing, and
+        turn write-audit-publish on where an older version created them without it (the
+        checks read catalog metadata; only a change costs a Spark statement)."""
         for table, ddl in ((self.raw, raw_ddl(self.contract, self.cat)),
                            (self.quarantine, quarantine_ddl(self.contract, self.cat)),
                            (self.audit, audit_ddl(self.cat))):
             if not self.catalog.table_exists(self._ident(table)):
                 self.spark.sql(ddl)  # IF NOT EXISTS: a concurrent creator is harmless
+            elif self.catalog.load_table(self._ident(table)).properties.get(WAP_PROPERTY) != "true":
+                self.spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ('{WAP_PROPERTY}'='true')")
 
     # ---- exactly-once bookkeeping ------------------------------------------------------
     def _snapshots(self, table: str, key: str):
-        """The snapshots of `table` (current metadata, never cached) carrying batch key `key`."""
+        """The published snapshots of `table` (current metadata, never cached) carrying
+        batch key `key`."""
+        return list(self._commits(table, key)[2].values())
+
+    def _commits(self, table: str, key: str) -> tuple[dict[str, int], dict[str, int], dict]:
+        """(published, staged, published snapshots): batch id -> snapshot id of the writes
+        in `table` that carry batch key `key`, split into those readers see (the current
+        snapshot's ancestors) and those staged by write-audit-publish and not published.
+        A staged write published by cherry-pick (another commit came first) is found
+        through the published snapshot's `published-wap-id`."""
         meta = self.catalog.load_table(self._ident(table)).metadata
-        return [snap for snap in meta.snapshots if snap.summary and snap.summary.get(KEY_PROP) == key]
+        by_id = {snap.snapshot_id: snap for snap in meta.snapshots}
+        ancestry, sid = [], meta.current_snapshot_id
+        while sid is not None and sid in by_id:
+            ancestry.append(by_id[sid])
+            sid = by_id[sid].parent_snapshot_id
+        current = {snap.snapshot_id for snap in ancestry}
+        published: dict[str, int] = {}
+        staged: dict[str, int] = {}
+        snaps: dict[str, object] = {}
+        prefix = f"{key}#"
+        for snap in meta.snapshots:
+            summary = snap.summary
+            if summary is None or summary.get(KEY_PROP) != key:
+                continue
+            batch_id = summary.get(ID_PROP)
+            if snap.snapshot_id in current:
+                published[batch_id], snaps[batch_id] = snap.snapshot_id, snap
+            else:
+                staged.setdefault(batch_id, snap.snapshot_id)
+        for snap in ancestry:
+            wap = snap.summary.get("published-wap-id") if snap.summary else None
+            if wap and wap.startswith(prefix):
+                batch_id = wap[len(prefix):]
+                source = by_id.get(int(snap.summary.get("source-snapshot-id") or -1))
+                published[batch_id] = snap.snapshot_id
+                snaps[batch_id] = source if source is not None else snap  # it carries the properties
+        for batch_id in published:
+            staged.pop(batch_id, None)
+        return published, staged, snaps
 
     def committed_ids(self, table: str, key: str) -> dict[str, int]:
-        """batch id -> snapshot id of the commits in `table` that carry batch key `key`."""
-        return {snap.summary.get(ID_PROP): snap.snapshot_id for snap in self._snapshots(table, key)}
+        """batch id -> snapshot id of the published commits in `table` carrying batch key `key`."""
+        return self._commits(table, key)[0]
 
     def logged_ids(self, group: int, batch_number: int) -> set[str]:
         """Batch ids audit.ingestion_log holds as committed for this batch key. Table
@@ -211,7 +275,20 @@ class Ingestor:
             result = self._reject_payload(group, exc.batch_number, fetched, exc.message, started)
             result.seconds = time.monotonic() - t0
             return result
-        result = self._ingest_batch(batch, fetched, started)
+        from pyspark.errors import PySparkException
+
+        where = f"{src} group {group} batch {batch.batch_number}"
+        try:
+            result = self._ingest_batch(batch, fetched, started)
+        except SparkUnavailable as exc:
+            raise SparkUnavailable(f"{where}: {exc.message}", exc.hint) from exc
+        except PySparkException as exc:  # the engine failed mid-batch (server killed, restarted)
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise SparkUnavailable(
+                f"{where}: the Spark Connect server failed during the batch ({first}); each table "
+                "is at its old snapshot or has the whole batch, never part of it",
+                "rerun the ingest once `lakehouse status` shows spark-connect healthy: it completes "
+                "the batch exactly once (`lakehouse logs spark-connect` shows the server's side)") from exc
         result.seconds = time.monotonic() - t0
         return result
 
@@ -288,12 +365,33 @@ class Ingestor:
 
     # ---- writes (one Iceberg commit each, tagged with the batch) ------------------------
     def _append(self, df, table: str, key: str, batch_id: str, **props: str) -> None:
-        writer = (df.writeTo(table)
-                    .option(f"snapshot-property.{KEY_PROP}", key)
-                    .option(f"snapshot-property.{ID_PROP}", batch_id))
-        for name, value in props.items():
-            writer = writer.option(f"snapshot-property.{name}", value)
-        writer.append()
+        """Write-audit-publish: stage the rows under the WAP id `<key>#<batch id>` (unless a
+        dead run staged them already), then publish. Iceberg refuses a second publish of
+        one WAP id, so a write the server finished for a dead client is never doubled."""
+        published, staged, _ = self._commits(table, key)
+        if batch_id in published:
+            return
+        wap_id = f"{key}#{batch_id}"
+        if batch_id not in staged:
+            writer = (df.writeTo(table)
+                        .option(f"snapshot-property.{KEY_PROP}", key)
+                        .option(f"snapshot-property.{ID_PROP}", batch_id))
+            for name, value in props.items():
+                writer = writer.option(f"snapshot-property.{name}", value)
+            self.spark.conf.set("spark.wap.id", wap_id)
+            try:
+                writer.append()
+            finally:
+                self.spark.conf.unset("spark.wap.id")
+        failpoint(f"staged-{table.split('.', 1)[1]}")
+        namespace, name = self._ident(table)
+        try:
+            self.spark.sql(f"CALL {self.cat}.system.publish_changes(table => '{namespace}.{name}', "
+                           f"wap_id => '{wap_id}')").collect()
+        except Exception as exc:  # a pyspark error carrying the JVM's exception
+            if "DuplicateWAPCommitException" not in str(exc):
+                raise
+            say(f"{table}: {batch_id} was published already (by an earlier run's write); not again")
 
     def _write_raw(self, batch: Batch, batch_id: str, key: str, v: Validation, ingested_at: datetime) -> int:
         pdf = v.valid.drop(columns=["_row_index"]).copy()
@@ -352,45 +450,39 @@ class Ingestor:
 
 
 def open_ingestors(settings: Settings, contracts: list[Contract], **options) -> list[Ingestor]:
-    """One Ingestor per source, all on one Spark session, their tables created if missing.
-    `options` (timeout, attempts, backoff) go to every Ingestor."""
-    ingestors: list[Ingestor] = []
-    spark = None
-    for contract in contracts:
-        ing = Ingestor(settings, contract, spark, **options)
+    """One Ingestor per source, sharing one Spark Connect session (opened when first
+    needed), their tables created if missing. `options` (timeout, attempts, backoff) go to
+    every Ingestor. Close them with close_ingestors."""
+    shared = SharedSpark(settings)
+    ingestors = [Ingestor(settings, contract, shared, **options) for contract in contracts]
+    for ing in ingestors:
         ing.ensure_tables()
-        spark = ing.spark
-        ingestors.append(ing)
     return ingestors
+
+
+def close_ingestors(ingestors: list[Ingestor]) -> None:
+    """End the Spark Connect session the ingestors shared, if one was opened."""
+    for ing in ingestors:
+        if isinstance(ing._spark, SharedSpark):
+            ing._spark.stop()
 
 
 def ensure_source_tables(settings: Settings, contracts: list[Contract]) -> list[str]:
     """Every contract's raw and quarantine tables and the audit log, created (empty) where
-    missing, so dbt can build before every source has delivered a batch. Spark starts only
+    missing, so dbt can build before every source has delivered a batch. A Spark session opens only
     when a table is missing."""
     created: list[str] = []
-    spark = None
-    for contract in contracts:
-        ing = Ingestor(settings, contract, spark)
-        missing = [t for t in (ing.raw, ing.quarantine, ing.audit) if not ing.catalog.table_exists(ing._ident(t))]
-        if missing:
-            ing.ensure_tables()
-            spark = ing.spark
-            created += [t for t in missing if t not in created]
-    if spark is not None:
-        spark.stop()
+    shared = SharedSpark(settings, "lakehouse-init")
+    try:
+        for contract in contracts:
+            ing = Ingestor(settings, contract, shared)
+            missing = [t for t in (ing.raw, ing.quarantine, ing.audit) if not ing.catalog.table_exists(ing._ident(t))]
+            if missing:
+                ing.ensure_tables()
+                created += [t for t in missing if t not in created]
+    finally:
+        shared.stop()
     return created
-
-
-def warm_up_validation() -> threading.Thread:
-    """Import Great Expectations (~5-9 s) in the background while the Spark JVM starts."""
-    import pyspark.sql  # noqa: F401  (GE imports pyspark too: two threads importing it race)
-
-    from lakehouse.contracts.derive import gx_context
-
-    thread = threading.Thread(target=gx_context, name="gx-warm-up", daemon=True)
-    thread.start()
-    return thread
 
 
 def ingest_cycles(ingestors: list[Ingestor], group: int, *, until: int = MAX_BATCH, poll: float = 5.0,

@@ -67,7 +67,7 @@ def simulated_networks(settings, rows: int):
     stopped on the way out."""
     from lakehouse.contracts import load_all
     from lakehouse.simulator.server import SteppedSimulator
-    from spark_jobs.ingest import open_ingestors
+    from spark_jobs.ingest import close_ingestors, open_ingestors
 
     with tempfile.TemporaryDirectory() as tmp:
         sim = SteppedSimulator(Path(tmp) / "state.json", seed=settings.simulator_seed, rows_per_batch=rows,
@@ -80,8 +80,7 @@ def simulated_networks(settings, rows: int):
             yield sim, ingestors
         finally:
             sim.stop()
-            if ingestors:
-                ingestors[0].spark.stop()
+            close_ingestors(ingestors)
 
 
 def ingest_batches(ingestors, sim, group: int, count: int) -> None:

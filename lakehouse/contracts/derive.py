@@ -54,9 +54,12 @@ AUDIT_COLUMNS = (
 
 
 # Iceberg v2, zstd Parquet, and more optimistic-commit retries than the default 4, so that
-# concurrent ingests of different batches into one table all commit.
+# concurrent ingests of different batches into one table all commit. Write-audit-publish on:
+# ingestion stages each batch's write under a WAP id and publishes it in a second step,
+# which Iceberg refuses to do twice (spark_jobs/ingest.py).
+WAP_PROPERTY = "write.wap.enabled"
 _TABLE_PROPS = ("'format-version'='2', 'write.parquet.compression-codec'='zstd', "
-                "'commit.retry.num-retries'='20'")
+                f"'commit.retry.num-retries'='20', '{WAP_PROPERTY}'='true'")
 
 
 def _columns_sql(columns) -> str:

@@ -17,7 +17,6 @@ import psutil
 from lakehouse.errors import LakehouseError
 from lakehouse.stack import registry as _registry
 from lakehouse.stack.checks import port_free
-from lakehouse.stack.java import SPARK_JAVA, find_java
 
 if TYPE_CHECKING:  # the settings class is built from the service modules
     from lakehouse.settings import Settings
@@ -128,8 +127,6 @@ def run_checks(settings: Settings, ours: set[int] = frozenset(), names=None, reg
     reg = reg or _registry.load()
     names = reg.names if names is None else names
     checks = [
-        # Spark runs in client processes (ingest, maintain, the demo), whatever is started.
-        _guard("java (Spark)", lambda: str(find_java(SPARK_JAVA, settings.spark_java_home))),
         _guard("data folder", lambda: _data_folder(settings)),
     ]
     for name in names:

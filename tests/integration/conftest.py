@@ -8,7 +8,7 @@ Budget (platform.md, section 7): each module says which servers it needs with a 
 service (`pytestmark = pytest.mark.superset`; the markers come from the registry), and
 only those, with their dependencies, are started, once, when its first test runs.
 Modules needing fewer servers run first, so the expensive ones start late and once. What
-is expensive to build is built once per session and shared: one Spark session, and one
+is expensive to build is built once per session and shared: one Spark Connect session, and one
 warehouse (`make demo`'s cycle of both networks, ingested and built into the marts) that
 the dbt, Superset, browser, Airflow and demo tests read. A test that needs a pristine
 group takes a fresh group number, never a fresh stack.
@@ -116,16 +116,19 @@ def _module_services(request):
     if names:
         request.getfixturevalue("stack")
         lakehouse("up", *(f"--service={n}" for n in names), timeout=1200)
-        if {"postgres", "minio"} <= set(names):  # the layers and every source's tables
+        if {"postgres", "minio", "spark"} <= set(names):  # the layers and every source's tables
             lakehouse("init")
     yield
 
 
 @pytest.fixture(scope="session")
 def spark(stack):
-    """One Spark session (one JVM) for every test that drives Spark in-process."""
+    """One Spark Connect session on the test stack's server, for every test that drives
+    Spark in-process (a module using it carries the `spark` marker)."""
     from lakehouse.spark import spark_session
 
+    # session fixtures set up before the module's servers start: start the server here
+    lakehouse("up", "--service=spark", timeout=1200)
     session = spark_session(stack, "lakehouse-integration-tests")
     yield session
     session.stop()

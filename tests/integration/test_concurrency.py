@@ -11,7 +11,7 @@ from lakehouse.simulator.server import SteppedSimulator
 from lakehouse.trino import query
 from tests.integration.conftest import LAKEHOUSE, fresh_group
 
-pytestmark = pytest.mark.trino
+pytestmark = [pytest.mark.trino, pytest.mark.spark]
 # A selection with views, an ephemeral model, a mart and data tests that store their
 # failures in `intermediate`: the relations two unserialised builds broke on.
 SELECTION = "+mart_data_quality"

@@ -9,7 +9,7 @@ import pytest
 from lakehouse.catalog import catalog
 from lakehouse.trino import query
 
-pytestmark = pytest.mark.trino
+pytestmark = [pytest.mark.trino, pytest.mark.spark]
 
 ROWS = [
     (i,

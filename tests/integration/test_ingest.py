@@ -20,7 +20,7 @@ from lakehouse.trino import query
 from spark_jobs.ingest import Ingestor
 from tests.integration.conftest import fresh_group
 
-pytestmark = pytest.mark.trino
+pytestmark = [pytest.mark.trino, pytest.mark.spark]
 SEED, PERIOD, ROWS = 7, 60.0, 400
 NETWORK = {"network_a": "network-a", "network_b": "network-b"}
 
@@ -251,3 +251,25 @@ def test_two_concurrent_ingests_of_different_batches_both_commit(stack, simulato
         audit = query(stack, f"SELECT rows_valid FROM audit.ingestion_log WHERE source = 'network_a' "
                              f"AND group_number = {g} AND status = 'committed'")
         assert len(audit) == 1 and rows == audit[0][0] > 0
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"LAKEHOUSE_SPARK_CONNECT_TOKEN": "not-the-servers-token"}, "refused this client's token"),
+    ({"LAKEHOUSE_SPARK_CONNECT_PORT": "1"}, "is not reachable"),  # nothing listens there: a server down
+])
+def test_spark_connect_down_or_refusing_the_token_is_a_clear_error_and_loses_nothing(
+        stack, spark, contracts, simulator, override, message):
+    sim = simulator()
+    group = fresh_group()
+    env = {**os.environ, "LAKEHOUSE_BATCH_API_URL": sim.url, **override}
+    proc = subprocess.run([sys.executable, "-m", "lakehouse.cli", "ingest", "-s", "network_a", "-g", str(group)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert f"network_a group {group} batch 1: the Spark Connect server at sc://" in proc.stderr, proc.stderr
+    assert message in proc.stderr and "nothing was written" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert query(stack, "SELECT count(*) FROM audit.ingestion_log "
+                        f"WHERE source = 'network_a' AND group_number = {group}") == [(0,)]
+    # the same batch, once the engine is reachable, ingests in full
+    result = ingestor(stack, spark, contracts, sim, "network_a").ingest(group)
+    assert result.status == "committed" and result.rows_in == ROWS

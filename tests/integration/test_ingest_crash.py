@@ -1,5 +1,10 @@
 """An ingest killed with SIGKILL leaves every table at its old or its new snapshot, and a
-rerun completes with no duplicates. Files a dead commit wrote are left in place.
+rerun completes with exactly one published commit per table. Files a dead commit wrote
+are left in place.
+
+The writes run on the Spark Connect server, which may finish a write after its client
+died (and its advisory lock went with it). Write-audit-publish makes that safe: a rerun
+publishes what was staged, or finds it published; Iceberg never publishes a WAP id twice.
 
 The source tables exist before the first test (`lakehouse init`, run for every module)."""
 
@@ -8,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import boto3
 import psycopg
@@ -19,7 +25,7 @@ from lakehouse.simulator.server import SteppedSimulator
 from lakehouse.trino import query
 from tests.integration.conftest import fresh_group
 
-pytestmark = pytest.mark.trino
+pytestmark = [pytest.mark.trino, pytest.mark.spark]
 ROWS = 2000
 
 
@@ -49,15 +55,21 @@ def audit_of(stack, group):
 
 
 def snapshot_of(stack, table):
+    """The table's current snapshot (a staged, unpublished write is not one)."""
     schema, name = table.split(".")
-    return query(stack, f'SELECT snapshot_id FROM {schema}."{name}$snapshots" ORDER BY committed_at DESC LIMIT 1')
+    return query(stack, f'SELECT snapshot_id FROM {schema}."{name}$history" WHERE is_current_ancestor '
+                        "ORDER BY made_current_at DESC LIMIT 1")
 
 
 def commits_of(stack, table, group):
-    """Snapshots of `table` that carry this group's batch 1 (exactly once means one)."""
+    """Published snapshots of `table` (ancestors of the current one) that carry this group's
+    batch 1, directly or as the publication of its staged write (exactly once means one)."""
     schema, name = table.split(".")
-    return query(stack, f'SELECT count(*) FROM {schema}."{name}$snapshots" '
-                        f"WHERE summary['lakehouse.batch-key'] = 'network_a/g{group}/b1'")[0][0]
+    key = f"network_a/g{group}/b1"
+    return query(stack, f'SELECT count(*) FROM {schema}."{name}$snapshots" s '
+                        f'JOIN {schema}."{name}$history" h ON s.snapshot_id = h.snapshot_id '
+                        f"WHERE h.is_current_ancestor AND (element_at(s.summary, 'lakehouse.batch-key') = '{key}' "
+                        f"OR starts_with(element_at(s.summary, 'published-wap-id'), '{key}#'))")[0][0]
 
 
 def rerun_completes(stack, sim, group):
@@ -98,18 +110,33 @@ def test_killed_between_the_raw_and_quarantine_commits(stack, sim):
     assert rows_of(stack, "raw.network_a", group) == landed
 
 
+def test_killed_after_staging_before_publishing(stack, sim):
+    """Killed between the staged write and its publication: readers never saw the staged
+    rows, and the rerun publishes that staged write instead of writing the rows again."""
+    group = fresh_group()
+    before = snapshot_of(stack, "raw.network_a")
+    proc = start_ingest(sim, group, "staged-raw.network_a")
+    proc.communicate(timeout=600)
+    assert proc.returncode == -signal.SIGKILL
+    assert snapshot_of(stack, "raw.network_a") == before  # staged, not published
+    assert rows_of(stack, "raw.network_a", group) == 0
+    staged = query(stack, 'SELECT count(*) FROM raw."network_a$snapshots" '
+                          f"WHERE summary['lakehouse.batch-key'] = 'network_a/g{group}/b1'")[0][0]
+    assert staged == 1
+    rerun_completes(stack, sim, group)
+    assert query(stack, 'SELECT count(*) FROM raw."network_a$snapshots" '
+                        f"WHERE summary['lakehouse.batch-key'] = 'network_a/g{group}/b1'")[0][0] == 1
+
+
 def test_killed_during_the_commit_after_the_data_files_are_written(stack, sim):
-    """Hold the catalog row of raw.network_a so the commit blocks at the pointer swap (its
-    data files, manifests and metadata are already in MinIO), then SIGKILL the ingest."""
+    """Hold the catalog row of raw.network_a so the publication blocks at the pointer swap
+    (its data files, manifests and metadata are already in MinIO), then SIGKILL the ingest.
+    The server's side of the commit may still finish once the lock goes: the table is then
+    at its new snapshot, and the rerun must not publish the batch again."""
     group = fresh_group()
     before = snapshot_of(stack, "raw.network_a")
     files_before = set(_s3_keys(stack, "raw/"))
-    s = stack
-    holder = psycopg.connect(host=s.postgres_address, port=s.postgres_port, dbname=s.catalog_db,
-                             user=s.catalog_db_user, password=s.catalog_db_password.get_secret_value())
-    try:
-        holder.execute("SELECT 1 FROM iceberg_tables WHERE catalog_name = %s AND table_namespace = 'raw' "
-                       "AND table_name = 'network_a' FOR UPDATE", (s.catalog_name,))
+    with catalog_row_locked(stack):
         proc = start_ingest(sim, group)
         blocked = _wait_for_blocked_commit(stack, proc)
         new_files = set(_s3_keys(stack, "raw/")) - files_before
@@ -118,14 +145,28 @@ def test_killed_during_the_commit_after_the_data_files_are_written(stack, sim):
         proc.communicate(timeout=60)
         with pg_connect(stack) as admin:  # the dead process's session dies with it
             admin.execute("SELECT pg_terminate_backend(%s)", (blocked,))
-    finally:
-        holder.rollback()
-        holder.close()
-    assert snapshot_of(stack, "raw.network_a") == before   # old snapshot: the swap never happened
-    assert rows_of(stack, "raw.network_a", group) == 0
+    landed = rows_of(stack, "raw.network_a", group)
+    if landed == 0:
+        assert snapshot_of(stack, "raw.network_a") == before   # old snapshot: the swap never happened
+    else:
+        assert commits_of(stack, "raw.network_a", group) == 1  # new snapshot: the whole batch, once
     rerun_completes(stack, sim, group)
     # the dead commit's files are never deleted by ingestion (orphan removal has a safe age margin)
     assert new_files <= set(_s3_keys(stack, "raw/"))
+
+
+@contextmanager
+def catalog_row_locked(s):
+    """Hold raw.network_a's catalog row, so a commit to it blocks at the pointer swap."""
+    holder = psycopg.connect(host=s.postgres_address, port=s.postgres_port, dbname=s.catalog_db,
+                             user=s.catalog_db_user, password=s.catalog_db_password.get_secret_value())
+    try:
+        holder.execute("SELECT 1 FROM iceberg_tables WHERE catalog_name = %s AND table_namespace = 'raw' "
+                       "AND table_name = 'network_a' FOR UPDATE", (s.catalog_name,))
+        yield
+    finally:
+        holder.rollback()
+        holder.close()
 
 
 def _wait_for_blocked_commit(stack, proc, timeout=300):
@@ -149,3 +190,28 @@ def _s3_keys(stack, prefix):
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=stack.warehouse_bucket, Prefix=prefix):
         keys += [o["Key"] for o in page.get("Contents", [])]
     return keys
+
+
+def test_spark_connect_server_killed_during_a_commit(stack, sim):
+    """SIGKILL of the Spark Connect server while a batch's commit waits at the pointer swap:
+    the ingest fails and says so, every table stays at its old snapshot (or the staged write
+    stays unpublished), and once the supervisor has the server back a rerun completes."""
+    from lakehouse.stack import supervisor
+
+    group = fresh_group()
+    before = snapshot_of(stack, "raw.network_a")
+    with catalog_row_locked(stack):
+        proc = start_ingest(sim, group)
+        _wait_for_blocked_commit(stack, proc)
+        server = supervisor.client(stack).supervisor.getProcessInfo("spark-connect")["pid"]
+        os.kill(server, signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode not in (0, -signal.SIGKILL), out
+    assert f"network_a group {group} batch 1: the Spark Connect server failed during the batch" in err, err
+    assert "Traceback" not in err
+    assert snapshot_of(stack, "raw.network_a") == before and rows_of(stack, "raw.network_a", group) == 0
+    assert audit_of(stack, group) == []
+    from .conftest import lakehouse
+
+    lakehouse("up", "--service=spark", timeout=600)  # the supervisor restarts it; wait until healthy
+    rerun_completes(stack, sim, group)

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from lakehouse.trino import query
 
-pytestmark = pytest.mark.trino
+pytestmark = [pytest.mark.trino, pytest.mark.spark]
 
 LAYERS = ("raw", "quarantine", "audit", "staging", "intermediate", "marts")
 WRITES = {

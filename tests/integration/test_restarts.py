@@ -29,13 +29,17 @@ def _status():
     return proc.returncode, rows
 
 
-def test_data_survives_stop_and_start_and_a_warm_spark_session_too(stack, spark):
+def test_data_survives_stop_and_start_and_spark_connect_serves_new_sessions(stack):
+    from lakehouse.spark import spark_session
+
     name = f"marts.it_persist_{uuid.uuid4().hex[:8]}"
     query(stack, f"CREATE TABLE {name} AS SELECT * FROM (VALUES (1, 'a'), (2, 'b'), (3, NULL)) AS t(id, v)")
     before = query(stack, f"SELECT id, v FROM {name} ORDER BY id")
     probe = f"{stack.catalog_name}.raw.it_warm_{uuid.uuid4().hex[:8]}"
+    spark = spark_session(stack, "it-restarts")
     spark.sql(f"CREATE TABLE {probe} (id INT) USING iceberg")
     spark.sql(f"INSERT INTO {probe} VALUES (1)")
+    spark.stop()
     lakehouse("down")
     code, rows = _status()
     assert code == 3 and rows == {p: ("DOWN", "DOWN") for p in registry.load().program_names()}
@@ -43,11 +47,12 @@ def test_data_survives_stop_and_start_and_a_warm_spark_session_too(stack, spark)
     lakehouse("up")
     assert query(stack, f"SELECT id, v FROM {name} ORDER BY id") == before == [(1, "a"), (2, "b"), (3, None)]
     assert name.split(".")[1] in {t[1] for t in catalog(stack).list_tables("marts")}
-    # the session's pooled catalog connections died with PostgreSQL: it reconnects and
-    # retries (spark-defaults: retryable_status_codes) instead of failing this commit
+    # the restarted Spark Connect server serves a new session on the same catalog
+    spark = spark_session(stack, "it-restarts")
     spark.sql(f"INSERT INTO {probe} VALUES (2)")
     assert sorted(r["id"] for r in spark.table(probe).collect()) == [1, 2]
     spark.sql(f"DROP TABLE {probe}")
+    spark.stop()
 
 
 def test_up_after_kill9_of_supervisord_alone_ends_its_orphans_and_comes_back_healthy(stack):

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from lakehouse.settings import ENV_EXAMPLE, PREFIX, REPO_ROOT, generate_env_file, load_settings, secret_fields
-from lakehouse.spark import SPARK_DEFAULTS, render_defaults
+from lakehouse.spark import SPARK_DEFAULTS, connect_url, render_defaults
 from lakehouse.stack import artifacts
 
 COMPOSE_DIR = REPO_ROOT / "compose"
@@ -162,14 +162,16 @@ def test_trino_mounts_the_native_config_files(services):
 
 def test_spark_defaults_are_mounted_where_the_package_reads_them(services):
     expected = f"{IMAGE_REPO_DIR}/{SPARK_DEFAULTS.relative_to(REPO_ROOT).as_posix()}"
-    mounts = {container: (COMPOSE_DIR / host).resolve() for host, container, _ in bind_mounts(services["spark"])}
+    mounts = {container: (COMPOSE_DIR / host).resolve()
+              for host, container, _ in bind_mounts(services["spark-connect"])}
     assert mounts.get(expected) == SPARK_DEFAULTS
+    assert services["spark-connect"]["command"] == ["python", "-m", "lakehouse.stack.services.spark"]
     assert re.search(rf"^WORKDIR {re.escape(IMAGE_REPO_DIR)}$", DOCKERFILE.read_text(), re.M)
 
 
 def test_env_file_is_the_repository_env_file(services):
     users = [n for n, s in services.items() if "env_file" in s]
-    assert {"provision", "trino", "spark"} <= set(users)
+    assert {"provision", "trino", "spark", "spark-connect", "init"} <= set(users)
     for name in users:
         files = services[name]["env_file"]
         for f in [files] if isinstance(files, str) else files:
@@ -210,8 +212,10 @@ def test_client_addresses_point_at_compose_services(services):
         env = environment(svc)
         if "env_file" not in svc:
             continue
-        for server in ("POSTGRES", "MINIO", "TRINO"):
+        for server in ("POSTGRES", "MINIO", "TRINO", "SPARK_CONNECT"):
             host = env.get(f"{PREFIX}{server}_HOST")
+            if name == server.lower().replace("_", "-"):
+                continue  # the server itself: it binds its container's interfaces
             assert host in services, f"{name}: {PREFIX}{server}_HOST={host!r} is not a compose service"
             assert env.get(f"{PREFIX}{server}_PORT"), f"{name}: {PREFIX}{server}_PORT must be the container port"
 
@@ -235,6 +239,7 @@ def test_settings_resolve_inside_a_container(services, tmp_path, monkeypatch):
     assert s.trino_ca_file == Path("/var/lib/lakehouse/tls/trino.crt")
     assert (s.postgres_address, s.postgres_port) == ("postgres", 5432)
     assert s.cache_path == Path("/var/cache/lakehouse") and s.spark_java_home is None
+    assert connect_url(s).startswith("sc://spark-connect:15002/;authorization=Bearer%20")
     conf = render_defaults(s)
     assert conf[f"spark.sql.catalog.{s.catalog_name}.s3.endpoint"] == "http://minio:9000"
     assert conf[f"spark.sql.catalog.{s.catalog_name}.uri"].startswith("jdbc:postgresql://postgres:5432/")
@@ -245,9 +250,11 @@ def test_commands_call_code_that_exists(services):
 
     provision = " ".join(services["provision"]["command"])
     subcommands = re.findall(r"\blakehouse (\w+)", provision)
-    assert subcommands == ["provision", "init"]
-    for sub in subcommands:
-        assert sub in cli.commands, f"provision runs `lakehouse {sub}`, which does not exist"
+    assert subcommands == ["provision"]
+    assert services["init"]["command"] == ["lakehouse", "init"]
+    assert services["init"]["depends_on"]["spark-connect"]["condition"] == "service_healthy"
+    for sub in [*subcommands, "init"]:
+        assert sub in cli.commands, f"compose runs `lakehouse {sub}`, which does not exist"
     commands = [c for svc in services.values()
                 for c in (svc.get("command"), (svc.get("healthcheck") or {}).get("test"))
                 if isinstance(c, list)]
@@ -338,7 +345,7 @@ def test_long_running_services_have_health_checks(services):
             hc = svc.get("healthcheck") or {}
             assert hc.get("test") and not hc.get("disable"), f"{name} runs on but has no health check"
     assert {n for n, s in services.items() if s["restart"] != "no"} == {
-        "postgres", "minio", "trino", "simulator", "superset",
+        "postgres", "minio", "trino", "spark-connect", "simulator", "superset",
         "airflow-api", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
 
 

@@ -17,7 +17,9 @@ def test_spark_defaults_render_from_settings(settings):
     assert conf[f"spark.sql.catalog.{cat}"] == "org.apache.iceberg.spark.SparkCatalog"
     assert conf[f"spark.sql.catalog.{cat}.uri"] == (
         f"jdbc:postgresql://127.0.0.1:{settings.postgres_port}/{settings.catalog_db}")
-    assert conf[f"spark.sql.catalog.{cat}.s3.secret-access-key"] == settings.spark_s3_secret_key.get_secret_value()
+    # S3 credentials are the server's environment, never a setting a client could read back
+    assert not any("access-key" in k or settings.spark_s3_secret_key.get_secret_value() in v
+                   for k, v in conf.items())
     assert conf["spark.sql.execution.arrow.pyspark.enabled"] == "true"
     assert not any("${" in k or "${" in v for k, v in conf.items())
 
@@ -47,3 +49,27 @@ def test_no_credential_or_endpoint_literal_in_engine_configs():
     for line in SPARK_DEFAULTS.read_text().splitlines():
         if re.search(r"(password|secret|access-key|\.uri)\s", line):
             assert "${LAKEHOUSE_" in line, line
+
+
+def test_spark_connect_server_gets_its_secrets_from_the_environment_not_its_command_line(settings):
+    from lakehouse.stack.services import spark
+
+    argv = " ".join(spark.command(settings))
+    env = spark.env(settings)
+    token = settings.spark_connect_token.get_secret_value()
+    assert env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] == token
+    assert env["AWS_SECRET_ACCESS_KEY"] == settings.spark_s3_secret_key.get_secret_value()
+    assert token not in argv and settings.spark_s3_secret_key.get_secret_value() not in argv
+    assert "--properties-file" in argv and spark.SERVER_CLASS in argv
+
+
+def test_spark_connect_url_carries_the_token_the_way_grpc_will_send_it(settings):
+    from lakehouse.spark import connect_url
+
+    token = settings.spark_connect_token.get_secret_value()
+    assert connect_url(settings).startswith(f"sc://localhost:{settings.spark_connect_port}/;token={token}")
+    remote = settings.model_copy(update={"spark_connect_host": "spark.example.org"})
+    assert f"use_ssl=true;token={token}" in connect_url(remote)
+    private = remote.model_copy(update={"spark_connect_tls": False})
+    assert connect_url(private).startswith(f"sc://spark.example.org:{settings.spark_connect_port}/;"
+                                           f"authorization=Bearer%20{token}")

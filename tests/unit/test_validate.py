@@ -132,3 +132,20 @@ def test_vectorised_epoch_ms_keeps_milliseconds_and_rejects_out_of_range():
     times, errors = event_times("epoch_ms", values)
     assert times[0] == pd.Timestamp("2026-01-05 14:30:00.123")
     assert list(errors) == [1] and "not a valid epoch_ms event time" in errors[1]
+
+
+@pytest.mark.parametrize("network", ["network_a", "network_b"])
+def test_compiled_row_checks_give_the_great_expectations_suites_reasons(contracts, network):
+    """The per-batch checks are the contract's GE suite compiled to column operations: on
+    a faulty simulator batch, GE itself flags the same rows with the same reasons."""
+    import orjson
+
+    from lakehouse.ingest.validate import _frame, expectations_with_gx, row_checks, structure_and_types
+    from lakehouse.simulator.generator import render_batch
+
+    rows = orjson.loads(render_batch(network.replace("_", "-"), 1, 1, 3, seed=7, rows=3000, fault_rate=0.2))["data"]
+    positions, columns, _ = structure_and_types(contracts[network], rows)
+    df = _frame(contracts[network], positions, columns)
+    compiled = row_checks(contracts[network], df)
+    assert compiled, "the batch has faults the row checks catch"
+    assert compiled == expectations_with_gx(contracts[network], df)

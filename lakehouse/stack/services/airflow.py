@@ -45,15 +45,16 @@ COMPONENT_SECRETS = ("airflow_db_password", "airflow_fernet_key", "airflow_jwt_s
 # of the scheduler, so it holds their union; lakehouse.orchestration.task hands each task
 # process only its own. Never the PostgreSQL superuser, the MinIO root, or another server's.
 TASK_SECRETS = {
-    # Spark writes raw/quarantine/audit; pyiceberg reads metadata; the batch lock lives in
-    # the catalog database.
-    "ingest": ("spark_s3_secret_key", "catalog_db_password", "reader_s3_secret_key"),
-    # creates namespaces (pyiceberg) and empty source tables (Spark)
-    "init": ("spark_s3_secret_key", "catalog_db_password", "reader_s3_secret_key"),
+    # The Spark Connect server writes raw/quarantine/audit for the task (the task holds its
+    # token, not its S3 key); pyiceberg reads metadata; the batch lock lives in the catalog
+    # database.
+    "ingest": ("spark_connect_token", "catalog_db_password", "reader_s3_secret_key"),
+    # creates namespaces (pyiceberg) and empty source tables (through Spark Connect)
+    "init": ("spark_connect_token", "catalog_db_password", "reader_s3_secret_key"),
     # dbt connects to Trino as `dbt`; its lock and the source checks use the catalog
     "dbt": ("trino_dbt_password", "catalog_db_password", "reader_s3_secret_key"),
-    # Spark for raw/quarantine/audit, Trino (as `lakehouse`) for staging/intermediate/marts
-    "maintain": ("spark_s3_secret_key", "catalog_db_password", "reader_s3_secret_key",
+    # Spark Connect for raw/quarantine/audit, Trino (as `lakehouse`) for staging/intermediate/marts
+    "maintain": ("spark_connect_token", "catalog_db_password", "reader_s3_secret_key",
                  "trino_lakehouse_password"),
 }
 # The AIRFLOW__* variable that carries each secret.
@@ -254,7 +255,7 @@ SERVICE = Service(
     settings=Config,
     # Its metadata lives in PostgreSQL; its tasks ingest (MinIO, the batch API) and build
     # the marts (Trino), so a scheduler without them would only fail.
-    depends_on=("postgres", "minio", "trino", "simulator"),
+    depends_on=("postgres", "minio", "trino", "spark", "simulator"),
     ports=("airflow_port", "airflow_log_port"),
     extra_ports=lambda s: {"LAKEHOUSE_AIRFLOW_LOG_PORT + 1 (trigger logs)": s.airflow_log_port + 1},
     secrets=COMPONENT_SECRETS,

@@ -96,12 +96,9 @@ SERVICE = Service(
     settings=Config,
     ports=("minio_port", "minio_console_port"),
     secrets=("minio_root_user", "minio_root_password"),
-    # The S3 users of client processes, which have no server module of their own: Spark
-    # jobs (run by `lakehouse ingest` and `maintain`) and read-only readers (pyiceberg,
-    # DuckDB). A server's own S3 user is declared in its module (Trino's in trino.py).
+    # The S3 user of read-only client processes (pyiceberg, DuckDB), which have no server
+    # module of their own. A server's own S3 user is declared in its module (spark.py, trino.py).
     s3_users=(
-        S3User("spark_s3_access_key", "spark_s3_secret_key", ("raw", "quarantine", "audit"),
-               "Spark jobs: write the ingested layers"),
         S3User("reader_s3_access_key", "reader_s3_secret_key", (),
                "pyiceberg, DuckDB: read everything, write nothing"),
     ),
