@@ -45,8 +45,10 @@ def test_no_server_holds_a_secret_it_does_not_declare(stack):
 
 def test_the_data_folder_and_the_files_holding_secrets_are_private(stack):
     assert stat.S_IMODE(stack.data_path.stat().st_mode) & 0o044 == 0  # not readable by others
+    from lakehouse.stack.services import spark
+
     for path in (supervisor.conf_path(stack), stack.trino_password_file, stack.trino_keystore_file,
-                 stack.airflow_home / "passwords.json"):
+                 stack.airflow_home / "passwords.json", spark.properties_file(stack)):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700, path.parent
     readable = []
