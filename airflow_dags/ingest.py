@@ -14,8 +14,9 @@ nothing and says `replayed`; once the API has moved on, a rerun ingests the newe
 which its own interval's run then finds already ingested. No row is ever written twice.
 
 **Catchup is off.** A past interval can't be fetched again, so catchup would only repeat
-the newest batch. A batch published and withdrawn while the scheduler was down is lost
-to the scheduler; `lakehouse ingest --cycle` reports such gaps.
+the newest batch. A batch published and withdrawn while the scheduler was down (or
+between two runs) is lost to the scheduler: the next run records it in
+audit.ingestion_log as `missed` and fails its quality gate, naming it.
 
 Tasks:
 - `ingest`: `lakehouse ingest --source <id> --json`. Network errors and HTTP 5xx are retried
@@ -25,7 +26,9 @@ Tasks:
 - `publish`: tells Airflow the raw and quarantine tables changed (assets), which triggers
   `dbt_build`; skipped when the batch was already ingested.
 - `quality_gate`: fails the run when the batch's quarantine rate is above the contract's
-  `quality.max_quarantine_rate`, at once (AirflowFailException: a retry can't change it).
+  `quality.max_quarantine_rate`, or when batches were missed (published and withdrawn
+  before a run fetched them; each is in audit.ingestion_log as `missed`), at once
+  (AirflowFailException: a retry can't change it).
 
 One bad batch never blocks the next: `depends_on_past` is off, every run is bounded by
 its retries and `execution_timeout`, and failed runs never pause the DAG.
@@ -62,7 +65,7 @@ def ingestion_dag(contract) -> DAG:
     ) as dag:
         ingest = BashOperator(
             task_id="ingest",
-            bash_command=cli("ingest", "--source", contract.id, "--json"),
+            bash_command=cli("ingest", "--source", contract.id, "--json", "--on-missed", "report"),
             skip_on_exit_code=None,  # exit 99 is a failure like any other, not a skip
         )
 
@@ -80,10 +83,12 @@ def ingestion_dag(contract) -> DAG:
             from airflow.sdk.exceptions import AirflowFailException
 
             from lakehouse.contracts import load_all as contracts
-            from lakehouse.ingest.quality import QualityError, check_batch
+            from lakehouse.ingest.quality import QualityError, check_batch, check_complete
 
+            contract, batch = contracts()[contract_id], json.loads(result)
             try:
-                verdict = check_batch(contracts()[contract_id], json.loads(result))
+                verdict = check_batch(contract, batch)
+                print(check_complete(contract, batch))
             except QualityError as exc:
                 raise AirflowFailException(str(exc)) from exc
             print(verdict)

@@ -269,25 +269,33 @@ def demo() -> None:
               help="Contract id (contracts/<id>.yaml); repeat for several, or 'all'.")
 @click.option("--group", "-g", type=int, help="Group number to ask the API for [default: LAKEHOUSE_GROUP_NUMBER].")
 @click.option("--batch", "-b", "batch_number", type=int, help="Wait for this batch number, then ingest it.")
-@click.option("--cycle", is_flag=True, help="Ingest every batch as it is published, until batch 10.")
+@click.option("--cycle", is_flag=True, help="Ingest every batch as it is published, to the cycle's last batch.")
+@click.option("--cycles", type=click.IntRange(min=1), help="Like --cycle, for this many cycles (the API must be "
+              "restarted between them: by someone, or by ingestion with the contract's source.restart).")
 @click.option("--poll", default=5.0, show_default=True, help="Seconds between polls (--batch, --cycle).")
+@click.option("--on-missed", type=click.Choice(["fail", "report"]), default="fail", show_default=True,
+              help="A batch published and withdrawn before it was fetched is always recorded in "
+                   "audit.ingestion_log as missed; `fail` also exits non-zero (the scheduler passes "
+                   "`report` and fails its run in a gate, so a retry can't hide it).")
 @click.option("--timeout", default=30.0, show_default=True, help="HTTP timeout per request, seconds.")
 @click.option("--json", "as_json", is_flag=True,
               help="Also print each batch's result as one JSON line, last (the scheduler reads it).")
 def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None, cycle: bool,
-           poll: float, timeout: float, as_json: bool) -> None:
+           cycles: int | None, poll: float, on_missed: str, timeout: float, as_json: bool) -> None:
     """Ingest batches from the batch API into raw / quarantine / audit (exactly once).
 
     Without --batch or --cycle, ingests the batch the API publishes now. A batch already
-    ingested is a no-op; a changed payload under an ingested batch number is quarantined
-    and reported. Exits non-zero if any batch was rejected or failed.
+    ingested is a no-op; a changed payload under an ingested batch number of the same cycle
+    is quarantined and reported. The cycle comes from the API when the contract says where
+    it sends it, and is inferred otherwise (docs/ingestion.md). Exits non-zero if any batch
+    was rejected or failed, or was missed (unless --on-missed report).
     """
     from lakehouse.contracts import load_all
     from lakehouse.stack import manager
     from spark_jobs.ingest import close_ingestors, ingest_cycles, open_ingestors
 
-    if batch_number is not None and cycle:
-        raise click.UsageError("give --batch or --cycle, not both")
+    if batch_number is not None and (cycle or cycles):
+        raise click.UsageError("give --batch or --cycle/--cycles, not both")
     settings = _settings()
     contracts = load_all()
     wanted = list(contracts) if "all" in sources else list(sources)
@@ -299,8 +307,8 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
     manager.require(settings, "postgres", "minio")
     ingestors = open_ingestors(settings, [contracts[s] for s in wanted], timeout=timeout)
     try:
-        if cycle:
-            results = ingest_cycles(ingestors, group, poll=poll, report=click.echo)
+        if cycle or cycles:
+            results = ingest_cycles(ingestors, group, cycles=cycles or 1, poll=poll, report=click.echo)
         else:
             results = []
             for ing in ingestors:
@@ -317,9 +325,13 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
         for r in results:
             click.echo(json.dumps(dataclasses.asdict(r), sort_keys=True))
     bad = [r.batch_id for r in results if r.status in ("rejected", "failed")]
-    if bad:
-        raise LakehouseError(f"{len(bad)} batch(es) rejected or failed: {', '.join(bad)}",
-                             "see the lines above; each is in audit.ingestion_log under its batch_id")
+    missed = [m for r in results for m in r.missed]
+    if bad or (missed and on_missed == "fail"):
+        what = [f"{len(bad)} batch(es) rejected or failed: {', '.join(bad)}"] if bad else []
+        if missed and on_missed == "fail":
+            what.append(f"{len(missed)} batch(es) missed: {', '.join(missed)}")
+        raise LakehouseError("; ".join(what), "see the lines above; each is in audit.ingestion_log under its "
+                             "batch_id (missed ones with status 'missed')")
 
 
 @cli.command()

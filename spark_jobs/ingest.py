@@ -32,20 +32,25 @@ metadata file per table, no Spark job, no data file opened.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pandas as pd
+import requests
 
 from lakehouse.contracts import Contract
 from lakehouse.contracts.derive import (AUDIT_COLUMNS, QUARANTINE_COLUMNS, WAP_PROPERTY, audit_ddl,
-                                        quarantine_ddl, raw_ddl, spark_schema, struct_type)
+                                        columns_sql, quarantine_ddl, raw_columns, raw_ddl, spark_schema,
+                                        struct_type)
 from lakehouse.errors import LakehouseError
-from lakehouse.ingest.fetch import Batch, FetchError, Fetched, PayloadError, fetch, parse_envelope
+from lakehouse.ingest.cycles import Delivered, batch_key, decide
+from lakehouse.ingest.fetch import (Batch, FetchError, Fetched, PayloadError, declared_cycle, fetch,
+                                    parse_envelope)
 from lakehouse.ingest.validate import Quarantined, Validation, validate_rows
 from lakehouse.settings import Settings
 from lakehouse.spark import SparkUnavailable
@@ -55,7 +60,10 @@ ID_PROP = "lakehouse.batch-id"
 ROWS_IN_PROP, ROWS_VALID_PROP, ROWS_QUARANTINED_PROP = (
     "lakehouse.rows-in", "lakehouse.rows-valid", "lakehouse.rows-quarantined")
 RAW_SNAPSHOT_PROP = "lakehouse.raw-snapshot-id"
-MAX_BATCH = 10  # batches per cycle (platform.md section 4)
+PAYLOAD_PROP, CHECKSUM_PROP = "lakehouse.payload-checksum", "lakehouse.checksum"
+MAX_BATCH = 10  # batches per cycle of the bundled simulator (platform.md section 4)
+# A committed batch's key (lakehouse.ingest.cycles.batch_key); rejected and failed keys differ.
+_KEY = re.compile(r"^(?P<source>[a-z][a-z0-9_]*)/g(?P<group>\d+)/(?:c(?P<cycle>\d+)/)?b(?P<batch>\d+)$")
 
 
 class ConservationError(LakehouseError):
@@ -68,7 +76,7 @@ class BatchResult:
     group_number: int
     batch_number: int | None
     batch_id: str
-    status: str              # committed | replayed | rejected | failed
+    status: str              # committed | replayed | rejected | failed | missed
     rows_in: int = 0
     rows_valid: int = 0
     rows_quarantined: int = 0
@@ -76,9 +84,15 @@ class BatchResult:
     checksum: str | None = None
     message: str = ""
     seconds: float = 0.0
+    cycle: int | None = None
+    cycle_source: str | None = None   # declared | inferred
+    payload_checksum: str | None = None
+    missed: list[str] = field(default_factory=list)  # batch ids recorded as missed with this batch
 
     def line(self) -> str:
         b = f"batch {self.batch_number}" if self.batch_number is not None else "batch ?"
+        if self.cycle is not None:
+            b = f"cycle {self.cycle} {b}"
         counts = f"{self.rows_in} in, {self.rows_valid} valid, {self.rows_quarantined} quarantined"
         tail = f" snapshot {self.snapshot_id}" if self.snapshot_id else ""
         msg = f" - {self.message}" if self.message else ""
@@ -110,10 +124,20 @@ class SharedSpark:
             self.session = spark_session(self.settings, self.name)
         return self.session
 
-    def stop(self) -> None:
+    def stop(self, quiet: bool = False) -> None:
         if self.session is not None:
-            self.session.stop()
+            try:
+                self.session.stop()
+            except Exception:  # a session the server no longer knows can't be released
+                if not quiet:
+                    raise
             self.session = None
+
+
+def session_lost(exc: Exception) -> bool:
+    """A Connect error saying the server no longer knows this client's session."""
+    text = str(exc)
+    return "SESSION_CHANGED" in text or "NO_ACTIVE_SESSION" in text or "SESSION_NOT_FOUND" in text
 
 
 class Ingestor:
@@ -157,8 +181,18 @@ class Ingestor:
                            (self.audit, audit_ddl(self.cat))):
             if not self.catalog.table_exists(self._ident(table)):
                 self.spark.sql(ddl)  # IF NOT EXISTS: a concurrent creator is harmless
-            elif self.catalog.load_table(self._ident(table)).properties.get(WAP_PROPERTY) != "true":
+                continue
+            existing = self.catalog.load_table(self._ident(table))
+            if existing.properties.get(WAP_PROPERTY) != "true":
                 self.spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ('{WAP_PROPERTY}'='true')")
+            # Columns added since the table was made (the cycle's): Iceberg schema evolution,
+            # no file rewritten; older rows read them as null.
+            have = {f.name for f in existing.schema().fields}
+            columns = {self.raw: raw_columns(self.contract), self.quarantine: QUARANTINE_COLUMNS,
+                       self.audit: AUDIT_COLUMNS}[table]
+            missing = [c for c in columns if c[0] not in have]
+            if missing:
+                self.spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({columns_sql(missing)})")
 
     # ---- exactly-once bookkeeping ------------------------------------------------------
     def _snapshots(self, table: str, key: str):
@@ -207,18 +241,42 @@ class Ingestor:
         """batch id -> snapshot id of the published commits in `table` carrying batch key `key`."""
         return self._commits(table, key)[0]
 
-    def logged_ids(self, group: int, batch_number: int) -> set[str]:
-        """Batch ids audit.ingestion_log holds as committed for this batch key. Table
-        maintenance expires old snapshots and their properties; these rows stay."""
+    def history(self, group: int) -> list[Delivered]:
+        """The batches this source and group committed, for the cycle decision. Read from
+        the audit table's published snapshots (their batch keys hold cycle and number: no
+        data file is opened, so the cost does not grow with the rows). Once maintenance
+        has expired every snapshot of the group, from the audit rows, which stay."""
+        meta = self.catalog.load_table(self._ident(self.audit)).metadata
+        by_id = {snap.snapshot_id: snap for snap in meta.snapshots}
+        found: dict[str, Delivered] = {}
+        sid = meta.current_snapshot_id
+        while sid is not None and sid in by_id:
+            snap = by_id[sid]
+            sid = snap.parent_snapshot_id
+            summary = snap.summary
+            if summary is None:
+                continue
+            if summary.get("published-wap-id") and summary.get("source-snapshot-id"):
+                summary = getattr(by_id.get(int(summary["source-snapshot-id"])), "summary", None) or summary
+            parsed = _KEY.match(summary.get(KEY_PROP) or "")
+            if parsed is None or parsed["source"] != self.contract.id or int(parsed["group"]) != group:
+                continue
+            batch_id = summary.get(ID_PROP)
+            found[batch_id] = Delivered(int(parsed["cycle"] or 1), int(parsed["batch"]), batch_id,
+                                        summary.get(PAYLOAD_PROP), summary.get(CHECKSUM_PROP))
+        if found:
+            return list(found.values())
         from pyiceberg.expressions import And, EqualTo
 
         table = self.catalog.load_table(self._ident(self.audit))
         rows = table.scan(row_filter=And(EqualTo("source", self.contract.id), EqualTo("group_number", group),
-                                         EqualTo("batch_number", batch_number), EqualTo("status", "committed")),
-                          selected_fields=("batch_id",)).to_arrow()
-        return set(rows.column("batch_id").to_pylist())
+                                         EqualTo("status", "committed")),
+                          selected_fields=("batch_id", "batch_number", "cycle", "payload_checksum", "checksum"),
+                          ).to_arrow().to_pylist()
+        return [Delivered(r["cycle"] or 1, r["batch_number"], r["batch_id"], r["payload_checksum"], r["checksum"])
+                for r in rows if r["batch_number"] is not None]
 
-    def _replayed(self, batch: Batch, batch_id: str, key: str, checksum: str) -> BatchResult:
+    def _replayed(self, batch: Batch, batch_id: str, key: str, checksum: str, cycle: int) -> BatchResult:
         """The result of a batch already committed, from its audit commit's properties."""
         props = next((snap.summary for snap in self._snapshots(self.audit, key)
                       if snap.summary.get(ID_PROP) == batch_id), {})
@@ -235,13 +293,13 @@ class Ingestor:
         counts = [int(v or 0) for v in values[:3]]
         snapshot = int(values[3]) if values[3] is not None else None
         return BatchResult(self.contract.id, batch.group_number, batch.batch_number, batch_id, "replayed",
-                           *counts, snapshot, checksum, "already ingested: nothing written")
+                           *counts, snapshot, checksum, "already ingested: nothing written", cycle=cycle)
 
     @contextmanager
     def batch_lock(self, key: str):
-        """This batch (one at a time, platform-wide: a replay is decided once), and the
-        three tables it appends to, shared with other writers and excluding their
-        maintenance (lakehouse.locks)."""
+        """This source and group (one batch at a time, platform-wide: its cycle, and whether
+        it is a replay, are decided once), and the three tables it appends to, shared with
+        other writers and excluding their maintenance (lakehouse.locks)."""
         from contextlib import ExitStack
 
         from lakehouse import locks
@@ -269,17 +327,38 @@ class Ingestor:
             result = self.record_fetch_failure(group, exc, started)
             result.seconds = time.monotonic() - t0
             return result
+        cycle_spec = self.contract.source.cycle
         try:
-            batch = parse_envelope(fetched.body, source=src, group=group)
+            batch = parse_envelope(fetched.body, source=src, group=group,
+                                   cycle_field=cycle_spec.name if cycle_spec.from_ == "field" else None)
+            declared, note = batch.declared_cycle, ""
+            if cycle_spec.from_ == "header":
+                value = fetched.headers.get(cycle_spec.name.lower())
+                if value is None:
+                    note = f"no {cycle_spec.name} header in the response: cycle inferred"
+                else:
+                    declared = declared_cycle(value, where=f"header {cycle_spec.name}", source=src, group=group,
+                                              batch_number=batch.batch_number)
+            elif cycle_spec.from_ == "field" and declared is None:
+                note = f"no {cycle_spec.name!r} field in the envelope: cycle inferred"
         except PayloadError as exc:
-            result = self._reject_payload(group, exc.batch_number, fetched, exc.message, started)
+            result = self._reject_payload(group, exc.batch_number, None, fetched, exc.message, started)
             result.seconds = time.monotonic() - t0
             return result
         from pyspark.errors import PySparkException
 
         where = f"{src} group {group} batch {batch.batch_number}"
         try:
-            result = self._ingest_batch(batch, fetched, started)
+            try:
+                result = self._ingest_batch(batch, fetched, started, declared, note)
+            except PySparkException as exc:
+                if not (isinstance(self._spark, SharedSpark) and session_lost(exc)):
+                    raise
+                # The server restarted since this process opened its session (a long-running
+                # --cycles run): open a new one and go again, which is safe (write-audit-publish).
+                say(f"{where}: the Spark Connect server restarted; reconnecting and retrying the batch")
+                self._spark.stop(quiet=True)
+                result = self._ingest_batch(batch, fetched, started, declared, note)
         except SparkUnavailable as exc:
             raise SparkUnavailable(f"{where}: {exc.message}", exc.hint) from exc
         except PySparkException as exc:  # the engine failed mid-batch (server killed, restarted)
@@ -300,26 +379,34 @@ class Ingestor:
         self._write_audit(result, started)
         return result
 
-    def _key(self, group: int, batch_number: int | None, checksum: str) -> tuple[str, str]:
-        b = batch_number if batch_number is not None else "unparsed"
-        key = f"{self.contract.id}/g{group}/b{b}"
-        return key, f"{key}/{checksum[:16]}"
-
-    def _ingest_batch(self, batch: Batch, fetched: Fetched, started: datetime) -> BatchResult:
-        key, batch_id = self._key(batch.group_number, batch.batch_number, fetched.checksum)
-        with self.batch_lock(key):
-            seen = {t: self.committed_ids(t, key) for t in (self.raw, self.quarantine, self.audit)}
-            for logged in self.logged_ids(batch.group_number, batch.batch_number) - set(seen[self.audit]):
-                seen[self.audit][logged] = None  # its snapshot was expired by maintenance
-            other = {i for ids in seen.values() for i in ids if i != batch_id}
-            if other:
+    def _ingest_batch(self, batch: Batch, fetched: Fetched, started: datetime, declared: int | None,
+                      note: str = "") -> BatchResult:
+        src, group, number = self.contract.id, batch.group_number, batch.batch_number
+        with self.batch_lock(f"{src}/g{group}"):
+            decision = decide(self.history(group), number, batch.payload_checksum, fetched.checksum,
+                              self.contract.source.batches_per_cycle, declared)
+            cycle = decision.cycle
+            key = batch_key(src, group, cycle, number)
+            batch_id = f"{key}/{batch.payload_checksum[:16]}"
+            where = f"{src} group {group} cycle {cycle if cycle is not None else '?'} batch {number}"
+            if decision.action == "replayed":
+                done = decision.replay_of
+                return self._replayed(batch, done.batch_id, batch_key(src, group, done.cycle, number),
+                                      fetched.checksum, done.cycle)
+            if decision.action == "rejected":
+                conflicts = f" ({', '.join(decision.conflicts)})" if decision.conflicts else ""
                 return self._reject_payload(
-                    batch.group_number, batch.batch_number, fetched,
-                    f"batch {batch.batch_number} of group {batch.group_number} was already ingested with "
-                    f"another payload ({', '.join(sorted(other))}); this payload differs (checksum "
-                    f"{fetched.checksum[:16]}) and was quarantined whole, not merged", started, locked=True)
-            if batch_id in seen[self.audit]:
-                return self._replayed(batch, batch_id, key, fetched.checksum)
+                    group, number, cycle, fetched,
+                    f"{where}: {decision.reason}{conflicts}; the payload (checksum {batch.payload_checksum[:16]}) "
+                    "was quarantined whole, not merged", started, locked=True, declared=declared)
+            seen = {t: self.committed_ids(t, key) for t in (self.raw, self.quarantine)}
+            other = {i for ids in seen.values() for i in ids if i != batch_id}
+            if other:  # an earlier run of another payload died before its audit commit
+                return self._reject_payload(
+                    group, number, cycle, fetched,
+                    f"{where}: already written with another payload ({', '.join(sorted(other))}); this payload "
+                    f"differs (checksum {batch.payload_checksum[:16]}) and was quarantined whole, not merged",
+                    started, locked=True, declared=declared)
             validation = validate_rows(self.contract, batch.data)
             if validation.rows_valid + validation.rows_quarantined != validation.rows_in:
                 raise ConservationError(f"{batch_id}: {validation.rows_in} in != {validation.rows_valid} valid + "
@@ -328,29 +415,38 @@ class Ingestor:
             snapshot = seen[self.raw].get(batch_id)
             failpoint("before-raw-commit")
             if snapshot is None and validation.rows_valid:
-                snapshot = self._write_raw(batch, batch_id, key, validation, ingested_at)
+                snapshot = self._write_raw(batch, batch_id, key, validation, ingested_at, cycle)
             failpoint("after-raw-commit")
             if batch_id not in seen[self.quarantine] and validation.rows_quarantined:
-                self._write_quarantine(batch.group_number, batch.batch_number, batch_id, key,
-                                       validation.quarantined, ingested_at)
-            result = BatchResult(self.contract.id, batch.group_number, batch.batch_number, batch_id,
-                                 "committed", validation.rows_in, validation.rows_valid,
-                                 validation.rows_quarantined, snapshot, fetched.checksum)
+                self._write_quarantine(group, number, batch_id, key, validation.quarantined, ingested_at, cycle)
+            missed = [f"{batch_key(src, group, cycle, b)}/missed" for b in decision.missed]
+            message = "; ".join(m for m in (note, decision.reason) if m)
+            if missed:
+                message = "; ".join(m for m in (message, f"missed {len(missed)} batch(es) the API published and "
+                                                        f"withdrew before they were fetched: "
+                                                        f"{', '.join(map(str, decision.missed))}") if m)
+            result = BatchResult(src, group, number, batch_id, "committed", validation.rows_in,
+                                 validation.rows_valid, validation.rows_quarantined, snapshot, fetched.checksum,
+                                 message, cycle=cycle, cycle_source=decision.cycle_source,
+                                 payload_checksum=batch.payload_checksum, missed=missed)
             self._write_audit(result, started, key)
             return result
 
-    def _reject_payload(self, group: int, batch_number: int | None, fetched: Fetched, message: str,
-                        started: datetime, locked: bool = False) -> BatchResult:
+    def _reject_payload(self, group: int, batch_number: int | None, cycle: int | None, fetched: Fetched,
+                        message: str, started: datetime, locked: bool = False,
+                        declared: int | None = None) -> BatchResult:
         """Quarantine the whole body (once per checksum) and record a rejected batch."""
-        key, batch_id = self._key(group, batch_number, fetched.checksum)
+        key = batch_key(self.contract.id, group, cycle, batch_number)
+        batch_id = f"{key}/{fetched.checksum[:16]}"
         reject_key = f"{key}/rejected/{fetched.checksum[:16]}"
 
         def write() -> BatchResult:
             result = BatchResult(self.contract.id, group, batch_number, batch_id, "rejected",
-                                 checksum=fetched.checksum, message=message)
+                                 checksum=fetched.checksum, message=message, cycle=cycle,
+                                 cycle_source="declared" if declared is not None else "inferred")
             if not self.committed_ids(self.quarantine, reject_key):
                 whole = Quarantined(-1, fetched.body.decode("utf-8", errors="replace"), [message])
-                self._write_quarantine(group, batch_number, batch_id, reject_key, [whole], now_utc(),
+                self._write_quarantine(group, batch_number, batch_id, reject_key, [whole], now_utc(), cycle,
                                        whole_payload=True)
             if not self.committed_ids(self.audit, reject_key):
                 self._write_audit(result, started, reject_key)
@@ -360,7 +456,7 @@ class Ingestor:
 
         if locked:
             return write()
-        with self.batch_lock(reject_key):
+        with self.batch_lock(f"{self.contract.id}/g{group}"):
             return write()
 
     # ---- writes (one Iceberg commit each, tagged with the batch) ------------------------
@@ -393,34 +489,51 @@ class Ingestor:
                 raise
             say(f"{table}: {batch_id} was published already (by an earlier run's write); not again")
 
-    def _write_raw(self, batch: Batch, batch_id: str, key: str, v: Validation, ingested_at: datetime) -> int:
+    def _write_raw(self, batch: Batch, batch_id: str, key: str, v: Validation, ingested_at: datetime,
+                   cycle: int | None) -> int:
         pdf = v.valid.drop(columns=["_row_index"]).copy()
         pdf["_batch_id"] = batch_id
         pdf["_source"] = self.contract.id
         pdf["_group_number"] = pd.Series([batch.group_number] * len(pdf), dtype="int32")
         pdf["_batch_number"] = pd.Series([batch.batch_number] * len(pdf), dtype="int32")
         pdf["_ingested_at"] = pd.Series([ingested_at] * len(pdf), dtype="datetime64[us]")
+        pdf["_cycle"] = pd.Series([cycle] * len(pdf), dtype="Int32")
         schema = spark_schema(self.contract)
         df = self.spark.createDataFrame(pdf[[f.name for f in schema.fields]], schema=schema)
         self._append(df, self.raw, key, batch_id)
         return self.committed_ids(self.raw, key)[batch_id]
 
     def _write_quarantine(self, group: int, batch_number: int | None, batch_id: str, key: str,
-                          rows: list[Quarantined], ingested_at: datetime, whole_payload: bool = False) -> None:
+                          rows: list[Quarantined], ingested_at: datetime, cycle: int | None,
+                          whole_payload: bool = False) -> None:
         schema = struct_type(QUARANTINE_COLUMNS)
         data = [(batch_id, self.contract.id, group, batch_number, None if whole_payload else q.index,
-                 q.raw, q.reasons, ingested_at) for q in rows]
+                 q.raw, q.reasons, ingested_at, cycle) for q in rows]
         self._append(self.spark.createDataFrame(data, schema), self.quarantine, key, batch_id)
 
     def _write_audit(self, r: BatchResult, started: datetime, key: str | None = None) -> None:
+        """The batch's audit row, and in the same commit one `missed` row per batch of its
+        cycle that was published and never fetched."""
         schema = struct_type(AUDIT_COLUMNS)
+        finished = now_utc()
         row = [(r.batch_id, r.source, r.group_number, r.batch_number, r.rows_in, r.rows_valid,
-                r.rows_quarantined, r.snapshot_id, r.checksum, started, now_utc(), r.status, r.message)]
-        # The counts ride along as snapshot properties too, so a replay answers from metadata.
+                r.rows_quarantined, r.snapshot_id, r.checksum, started, finished, r.status, r.message,
+                r.cycle, r.cycle_source, r.payload_checksum)]
+        for missed_id in r.missed:
+            number = int(missed_id.rsplit("/", 2)[-2][1:])
+            row.append((missed_id, r.source, r.group_number, number, 0, 0, 0, None, None, started, finished,
+                        "missed", f"published and withdrawn before it was fetched (found when {r.batch_id} "
+                                  "arrived): its rows are lost to this platform", r.cycle, r.cycle_source, None))
+        # The counts and the batch's identity ride along as snapshot properties too, so a
+        # replay and the cycle decision answer from metadata.
         props = {ROWS_IN_PROP: str(r.rows_in), ROWS_VALID_PROP: str(r.rows_valid),
                  ROWS_QUARANTINED_PROP: str(r.rows_quarantined)}
         if r.snapshot_id is not None:
             props[RAW_SNAPSHOT_PROP] = str(r.snapshot_id)
+        if r.payload_checksum:
+            props[PAYLOAD_PROP] = r.payload_checksum
+        if r.checksum:
+            props[CHECKSUM_PROP] = r.checksum
         self._append(self.spark.createDataFrame(row, schema), self.audit, key or r.batch_id, r.batch_id, **props)
 
     # ---- several batches -----------------------------------------------------------------
@@ -433,20 +546,62 @@ class Ingestor:
 
     def ingest_batch_number(self, group: int, wanted: int, *, poll: float = 5.0,
                             timeout: float = 900.0) -> BatchResult:
-        """Wait until the API publishes batch `wanted`, then ingest it."""
+        """Wait until the API publishes batch `wanted` (of its current cycle, or of the next
+        one if it has gone past), then ingest it."""
         deadline = time.monotonic() + timeout
         while True:
             fetched, batch = self.current_batch(group)
             if batch is None or batch.batch_number == wanted:
                 return self.ingest(group, fetched)
-            if batch.batch_number > wanted:
+            if batch.batch_number > wanted and batch.batch_number == self.contract.source.batches_per_cycle \
+                    and not self.contract.source.restart.when_cycle_ends:
                 raise LakehouseError(f"{self.contract.id} group {group}: batch {wanted} is no longer served "
-                                     f"(the API is at batch {batch.batch_number})",
-                                     "the protocol serves only the newest batch; ingest it without --batch")
+                                     f"(the API is at batch {batch.batch_number}, the end of its cycle)",
+                                     "the protocol serves only the newest batch; ingest it without --batch, "
+                                     "or restart the API's cycle")
             if time.monotonic() > deadline:
                 raise LakehouseError(f"{self.contract.id} group {group}: batch {wanted} not published within "
                                      f"{timeout:g}s (API at batch {batch.batch_number})")
             time.sleep(poll)
+
+    def restart_if_cycle_ended(self, group: int, contracts: list[Contract], report=None) -> int | None:
+        """When this source has `restart.when_cycle_ends`, and every source with it has
+        committed the last batch of its cycle, call the API's restart for the group, once
+        (under a lock, and only while the API still serves the last batch). Returns the
+        API's new cycle, or None."""
+        spec = self.contract.source
+        if not spec.restart.when_cycle_ends:
+            return None
+        from lakehouse import locks
+
+        report = report or say
+        with locks.hold(self.settings, f"restart:g{group}", purpose=f"restart group {group}", say=say):
+            for contract in contracts:
+                if not contract.source.restart.when_cycle_ends:
+                    continue
+                history = Ingestor(self.settings, contract, self._spark).history(group)
+                if not history:
+                    return None
+                newest = max(d.cycle for d in history)
+                if max(d.batch_number for d in history if d.cycle == newest) < contract.source.batches_per_cycle:
+                    return None
+            _, batch = self.current_batch(group)
+            if batch is None or batch.batch_number < spec.batches_per_cycle:
+                return None  # restarted already (by another source's run), or not at the end yet
+            url = f"{self.settings.api_url}{spec.restart.path}"
+            try:
+                resp = requests.get(url, params={"group_number": group}, timeout=self.timeout)
+                resp.raise_for_status()
+            except requests.RequestException as exc:
+                raise LakehouseError(f"{self.contract.id} group {group}: the cycle ended and GET {url} failed: {exc}",
+                                     "the API keeps serving the cycle's last batch until it is restarted; "
+                                     "check the API, or set source.restart.when_cycle_ends to false") from exc
+            cycle = resp.json().get("cycle") if resp.headers.get("content-type", "").startswith("application/json") \
+                else None
+            report(f"{self.contract.id} group {group}: every source has its cycle's last batch; "
+                   f"restarted the API's data generation (GET {spec.restart.path}"
+                   f"{f', cycle {cycle}' if cycle else ''})")
+            return cycle if isinstance(cycle, int) else 0
 
 
 def open_ingestors(settings: Settings, contracts: list[Contract], **options) -> list[Ingestor]:
@@ -485,53 +640,54 @@ def ensure_source_tables(settings: Settings, contracts: list[Contract]) -> list[
     return created
 
 
-def ingest_cycles(ingestors: list[Ingestor], group: int, *, until: int = MAX_BATCH, poll: float = 5.0,
+def ingest_cycles(ingestors: list[Ingestor], group: int, *, cycles: int = 1, poll: float = 5.0,
                   timeout: float = 3600.0, report=print) -> list[BatchResult]:
     """Ingest each source's batches as the API publishes them, polling the sources in turn
     (the protocol serves only the newest batch, so they advance together), until every
-    source has reached batch `until`. Batches the API published and withdrew between two
-    polls are reported as missed, never skipped silently.
+    source has committed the last batch of a cycle `cycles` times in this run (or found it
+    already ingested). Each poll that finds nothing new is a replay: metadata only, no
+    engine work. Batches the API published and withdrew between two polls are recorded in
+    audit.ingestion_log as missed and reported, never skipped silently. Sources with
+    `restart.when_cycle_ends` have the API restarted once every such source is done with
+    a cycle, so the run goes on to the next one.
     """
     results: list[BatchResult] = []
-    seen: dict[str, set[int]] = {i.contract.id: set() for i in ingestors}
+    ends = {i.contract.id: 0 for i in ingestors}      # cycle ends reached in this run
+    last = {i.contract.id: None for i in ingestors}   # the last (cycle, batch) seen
+    contracts = [i.contract for i in ingestors]
     deadline = time.monotonic() + timeout
     while True:
         for ing in ingestors:
             src = ing.contract.id
-            if seen[src] and max(seen[src]) >= until:
+            if ends[src] >= cycles:
                 continue
-            try:
-                fetched, batch = ing.current_batch(group)
-            except FetchError as exc:
-                result = ing.record_fetch_failure(group, exc, now_utc())
-                report(result.line())
+            result = ing.ingest(group)
+            seen = (result.cycle, result.batch_number)
+            if result.status != "replayed":
                 results.append(result)
-                seen[src].add(until)  # give up on this source; the error is recorded
+            if result.status != "replayed" or last[src] is None:
+                per_cycle = ing.contract.source.batches_per_cycle
+                prefix = f"[{result.batch_number}/{per_cycle}] " if result.batch_number else ""
+                report(prefix + result.line())
+                for missed in result.missed:
+                    report(f"  MISSED {missed}: published and withdrawn before it was fetched "
+                           "(poll more often than the API publishes)")
+            if result.status == "failed":
+                ends[src] = cycles  # the API is unreachable; the error is recorded
                 continue
-            number = batch.batch_number if batch else None
-            if number is not None and number in seen[src]:
-                continue
-            result = ing.ingest(group, fetched)
-            results.append(result)
-            prefix = f"[{number}/{until}] " if number else ""
-            report(prefix + result.line())
-            if number is None:
-                seen[src].add(until)
-                continue
-            missed = [b for b in range(max(seen[src], default=0) + 1, number)]
-            if missed:
-                report(f"  WARNING {src} group {group}: missed batch(es) {missed}: the API published "
-                       "the next one before they were fetched (poll more often)")
-                results.extend(BatchResult(src, group, b, f"{src}/g{group}/b{b}/missed", "failed",
-                                           message="missed: not fetched before the API moved on")
-                               for b in missed)
-            seen[src].add(number)
-        if all(s and max(s) >= until for s in seen.values()):
+            at_end = result.batch_number == ing.contract.source.batches_per_cycle
+            if at_end and seen != last[src]:
+                ends[src] += 1
+            last[src] = seen
+        if all(n >= cycles for n in ends.values()):
             return results
+        if all(n >= 1 for n in ends.values()):
+            for ing in ingestors:
+                if ing.restart_if_cycle_ended(group, contracts, report=report) is not None:
+                    break
         if time.monotonic() > deadline:
-            raise LakehouseError(f"group {group}: batch {until} not reached within {timeout:g}s "
-                                 f"({ {k: sorted(v) for k, v in seen.items()} })",
-                                 "is the API's publication period longer than expected?")
+            raise LakehouseError(f"group {group}: {cycles} cycle(s) not ingested within {timeout:g}s "
+                                 f"(last seen: {last})", "is the API's publication period longer than expected?")
         time.sleep(poll)
 
 

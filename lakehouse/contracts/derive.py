@@ -23,6 +23,7 @@ RAW_METADATA = (
     ("_group_number", "INT", "group number asked of the batch API"),
     ("_batch_number", "INT", "batch number the API answered"),
     ("_ingested_at", "TIMESTAMP", "when ingestion committed the row (UTC)"),
+    ("_cycle", "INT", "cycle of the batch API the batch belongs to (null: ingested before cycles, read as 1)"),
 )
 
 QUARANTINE_COLUMNS = (
@@ -34,6 +35,7 @@ QUARANTINE_COLUMNS = (
     ("raw_payload", "STRING", "the row (or the whole body) exactly as received"),
     ("reasons", "ARRAY<STRING>", "why it was rejected: field, rule and value"),
     ("_ingested_at", "TIMESTAMP", "when ingestion committed the row (UTC)"),
+    ("_cycle", "INT", "cycle of the batch (null: unknown, or ingested before cycles)"),
 )
 
 AUDIT_COLUMNS = (
@@ -48,8 +50,11 @@ AUDIT_COLUMNS = (
     ("checksum", "STRING", "sha256 of the payload bytes"),
     ("started_at", "TIMESTAMP", "ingest start (UTC)"),
     ("finished_at", "TIMESTAMP", "ingest end (UTC)"),
-    ("status", "STRING", "committed | replayed | rejected | failed"),
-    ("message", "STRING", "what happened, for rejected and failed batches"),
+    ("status", "STRING", "committed | rejected | failed | missed (published, never fetched)"),
+    ("message", "STRING", "what happened, for rejected, failed and missed batches"),
+    ("cycle", "INT", "cycle of the batch API (null: unknown, or ingested before cycles, read as 1)"),
+    ("cycle_source", "STRING", "declared (the API named the cycle) | inferred (docs/ingestion.md)"),
+    ("payload_checksum", "STRING", "sha256 of the payload's canonical form (keys sorted, no whitespace)"),
 )
 
 
@@ -62,7 +67,7 @@ _TABLE_PROPS = ("'format-version'='2', 'write.parquet.compression-codec'='zstd',
                 f"'commit.retry.num-retries'='20', '{WAP_PROPERTY}'='true'")
 
 
-def _columns_sql(columns) -> str:
+def columns_sql(columns) -> str:
     return ",\n  ".join(f"{name} {typ} COMMENT '{doc.replace(chr(39), chr(39) * 2)}'"
                         for name, typ, doc in columns)
 
@@ -92,21 +97,21 @@ def spark_schema(contract: Contract):
 
 def raw_ddl(contract: Contract, catalog: str) -> str:
     return (f"CREATE TABLE IF NOT EXISTS {catalog}.raw.{contract.table} (\n  "
-            f"{_columns_sql(raw_columns(contract))}\n) USING iceberg\n"
+            f"{columns_sql(raw_columns(contract))}\n) USING iceberg\n"
             "PARTITIONED BY (days(_event_time))\n"
             f"TBLPROPERTIES ({_TABLE_PROPS}, 'lakehouse.contract'='{contract.id}')")
 
 
 def quarantine_ddl(contract: Contract, catalog: str) -> str:
     return (f"CREATE TABLE IF NOT EXISTS {catalog}.quarantine.{contract.table} (\n  "
-            f"{_columns_sql(QUARANTINE_COLUMNS)}\n) USING iceberg\n"
+            f"{columns_sql(QUARANTINE_COLUMNS)}\n) USING iceberg\n"
             "PARTITIONED BY (days(_ingested_at))\n"
             f"TBLPROPERTIES ({_TABLE_PROPS}, 'lakehouse.contract'='{contract.id}')")
 
 
 def audit_ddl(catalog: str) -> str:
     return (f"CREATE TABLE IF NOT EXISTS {catalog}.audit.ingestion_log (\n  "
-            f"{_columns_sql(AUDIT_COLUMNS)}\n) USING iceberg\n"
+            f"{columns_sql(AUDIT_COLUMNS)}\n) USING iceberg\n"
             "PARTITIONED BY (source)\n"
             f"TBLPROPERTIES ({_TABLE_PROPS})")
 

@@ -56,8 +56,34 @@ class FieldSpec(_Strict):
         return self
 
 
+class CycleSource(_Strict):
+    """Where the API says which cycle a batch belongs to: a response header, an envelope
+    field, or nowhere (`infer`: ingestion infers it from batch numbers and payloads)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    from_: Literal["header", "field", "infer"] = Field("infer", alias="from")
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _named(self) -> "CycleSource":
+        if (self.from_ == "infer") != (self.name is None):
+            raise ValueError("cycle: `name` is required with from: header or field, and not allowed with infer")
+        return self
+
+
+class Restart(_Strict):
+    """Whether ingestion calls the API's restart itself when a cycle has ended."""
+
+    when_cycle_ends: bool = False
+    path: str = Field("/restart_data_generation", pattern=r"^/[A-Za-z0-9/_-]*$")
+
+
 class Source(_Strict):
     path: str = Field(pattern=r"^/[A-Za-z0-9/_-]*$")
+    # Batches 1..N make a cycle; a batch number outside is rejected.
+    batches_per_cycle: int = Field(10, ge=1, le=100_000)
+    cycle: CycleSource = CycleSource()
+    restart: Restart = Restart()
 
 
 class EventTime(_Strict):

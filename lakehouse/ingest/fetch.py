@@ -10,7 +10,7 @@ names the source, the group and the URL.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 import requests
@@ -40,6 +40,7 @@ class _Transient(Exception):
 class Fetched:
     url: str
     body: bytes
+    headers: dict = field(default_factory=dict)  # lower-case names
 
     @property
     def checksum(self) -> str:
@@ -51,6 +52,31 @@ class Batch:
     group_number: int
     batch_number: int
     data: list
+    # sha256 of the payload's canonical form: the envelope minus group, batch and cycle, keys
+    # sorted at every level, no whitespace, strings and numbers as parsed. A re-serialisation
+    # of the same data (key order, whitespace, escapes, 1e2 for 100.0) is no change.
+    payload_checksum: str = ""
+    declared_cycle: int | None = None  # the cycle the envelope names, when the contract says where
+
+
+ENVELOPE_KEYS = ("group_number", "batch_number")
+
+
+def canonical_checksum(doc: dict, exclude: tuple[str, ...] = ENVELOPE_KEYS) -> str:
+    rest = {k: v for k, v in doc.items() if k not in exclude}
+    return hashlib.sha256(orjson.dumps(rest, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def declared_cycle(value, *, where: str, source: str, group: int, batch_number: int | None) -> int:
+    """A cycle number the API sent (header text or envelope value): a positive integer."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise PayloadError(f"{source} group {group} batch {batch_number}: the cycle in {where} is "
+                           f"{value!r}, not a positive integer",
+                           "the whole body was quarantined; check the API (or the contract's source.cycle)",
+                           batch_number)
+    return value
 
 
 def fetch(api_url: str, path: str, group: int, *, source: str, timeout: float = 30,
@@ -77,7 +103,7 @@ def fetch(api_url: str, path: str, group: int, *, source: str, timeout: float = 
         declared = resp.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) != len(body):
             raise _Transient(f"body cut short: {len(body)} of {declared} bytes")
-        return Fetched(resp.url, body)
+        return Fetched(resp.url, body, {k.lower(): v for k, v in resp.headers.items()})
 
     try:
         return attempt()
@@ -94,8 +120,9 @@ def _root(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:200]
 
 
-def parse_envelope(body: bytes, *, source: str, group: int) -> Batch:
-    """The batch envelope, or a PayloadError that says what is wrong with it."""
+def parse_envelope(body: bytes, *, source: str, group: int, cycle_field: str | None = None) -> Batch:
+    """The batch envelope, or a PayloadError that says what is wrong with it. `cycle_field`:
+    the envelope field holding the cycle, when the contract says the API sends one there."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -126,4 +153,9 @@ def parse_envelope(body: bytes, *, source: str, group: int) -> Batch:
     if not doc["data"]:
         raise PayloadError(f"{source} group {group} batch {batch_number}: empty 'data' array",
                            "nothing to ingest; the API published an empty batch", batch_number)
-    return Batch(doc["group_number"], batch_number, doc["data"])
+    cycle = None
+    if cycle_field is not None and doc.get(cycle_field) is not None:
+        cycle = declared_cycle(doc[cycle_field], where=f"field {cycle_field!r}", source=source, group=group,
+                               batch_number=batch_number)
+    exclude = ENVELOPE_KEYS + ((cycle_field,) if cycle_field else ())
+    return Batch(doc["group_number"], batch_number, doc["data"], canonical_checksum(doc, exclude), cycle)

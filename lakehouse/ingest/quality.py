@@ -1,7 +1,8 @@
 """The contract's quality gate on one ingested batch.
 
 Scope: pure; compares a batch's quarantine rate with the contract's
-`quality.max_quarantine_rate`. The scheduler's ingestion DAG calls it after each batch.
+`quality.max_quarantine_rate`, and fails on batches that were missed (published and
+withdrawn before they were fetched). The scheduler's ingestion DAG calls it after each batch.
 """
 
 from __future__ import annotations
@@ -34,3 +35,15 @@ def check_batch(contract: Contract, result: dict) -> str:
                            f"(batch_id = '{result['batch_id']}'); fix the source, or change "
                            f"quality.max_quarantine_rate in contracts/{contract.id}.yaml")
     return verdict
+
+
+def check_complete(contract: Contract, result: dict) -> str:
+    """A one-line verdict on completeness, or QualityError naming each missed batch."""
+    missed = list(result.get("missed") or [])
+    if missed:
+        raise QualityError(f"{contract.id}: {len(missed)} batch(es) missed before {result.get('batch_id')} "
+                           f"arrived: {', '.join(missed)}",
+                           "they were published and withdrawn before the scheduler fetched them, and are "
+                           "recorded in audit.ingestion_log with status 'missed'; poll at least as often as "
+                           "the API publishes (LAKEHOUSE_INGEST_SCHEDULE)")
+    return f"{result.get('batch_id')}: no batch missed"

@@ -121,10 +121,11 @@ def _module_services(request):
     yield
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def spark(stack):
-    """One Spark Connect session on the test stack's server, for every test that drives
-    Spark in-process (a module using it carries the `spark` marker)."""
+    """A Spark Connect session on the test stack's server for a module's tests that drive
+    Spark in-process (cheap: the server is warm; per module, since a test may restart the
+    server, which ends every session it had)."""
     from lakehouse.spark import spark_session
 
     # session fixtures set up before the module's servers start: start the server here

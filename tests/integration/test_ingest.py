@@ -199,19 +199,7 @@ def test_replay_is_detected_after_maintenance_expired_the_batch_snapshots(stack,
     assert counts(stack, "network_b", first.batch_id) == rows_before == (first.rows_valid, first.rows_quarantined)
 
 
-def test_changed_payload_under_the_same_batch_number_is_reported_not_merged(stack, spark, contracts, simulator):
-    sim = simulator()
-    ing = ingestor(stack, spark, contracts, sim, "network_a")
-    group = fresh_group()
-    first = ing.ingest(group)
-    sim.restart(group)  # a new cycle: batch 1 again, with other data
-    second = ing.ingest(group)
-    assert second.status == "rejected" and "already ingested with another payload" in second.message
-    assert second.batch_number == 1 and second.batch_id != first.batch_id
-    assert counts(stack, "network_a", first.batch_id) == (ROWS, 0)
-    assert counts(stack, "network_a", second.batch_id) == (0, 1)  # quarantined whole, not merged
-    raw_total = query(stack, f"SELECT count(*) FROM raw.network_a WHERE _group_number = {group}")[0][0]
-    assert raw_total == ROWS
+# A changed payload within one cycle, and a restarted cycle's new data: tests/integration/test_cycles.py.
 
 
 def test_row_conservation_over_a_full_cycle_for_both_networks(stack, spark, contracts, simulator):

@@ -63,7 +63,8 @@ def test_up_after_kill9_of_supervisord_alone_ends_its_orphans_and_comes_back_hea
     programs = {p["name"]: p["pid"] for p in supervisor.client(stack).supervisor.getAllProcessInfo()}
     children = psutil.Process(pid).children(recursive=True)
     assert set(programs) == set(registry.load().program_names()) and all(programs.values()), programs
-    gunicorn = [c for c in children if "gunicorn" in " ".join(c.cmdline())]
+    live = [c for c in children if c.status() != psutil.STATUS_ZOMBIE]  # an exited child not yet reaped
+    gunicorn = [c for c in live if "gunicorn" in " ".join(c.cmdline())]
     assert len(gunicorn) >= 2, "Superset's gunicorn master and workers should be running"
     os.kill(pid, signal.SIGKILL)
     psutil.Process(pid).wait(timeout=30) if psutil.pid_exists(pid) else None

@@ -27,7 +27,7 @@ def test_ingest_unknown_source_lists_the_known_ones():
 
 def test_ingest_batch_and_cycle_together_is_a_usage_error():
     proc = run("ingest", "-s", "network_a", "--batch", "2", "--cycle")
-    assert proc.returncode == 2 and "give --batch or --cycle, not both" in proc.stderr
+    assert proc.returncode == 2 and "give --batch or --cycle/--cycles, not both" in proc.stderr
 
 
 def test_help_lists_every_command():

@@ -54,7 +54,7 @@ def test_no_credential_or_endpoint_literal_in_engine_configs():
 def test_spark_connect_server_gets_its_secrets_from_the_environment_not_its_command_line(settings):
     from lakehouse.stack.services import spark
 
-    argv = " ".join(spark.command(settings))
+    argv = " ".join(spark.command(settings) + spark.submit_args(settings))
     env = spark.env(settings)
     token = settings.spark_connect_token.get_secret_value()
     assert env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] == token

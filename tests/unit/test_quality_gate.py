@@ -33,3 +33,15 @@ def test_a_batch_without_rows_is_not_rated():
 def test_a_result_that_is_not_ingest_output_is_a_clear_error():
     with pytest.raises(QualityError, match="has no 'rows_in'"):
         check_batch(CONTRACT, {"batch_id": "x", "status": "committed", "rows_quarantined": 3})
+
+
+def test_missed_batches_fail_the_gate_naming_each():
+    from lakehouse.ingest.quality import check_complete
+
+    assert check_complete(CONTRACT, result()) == "network_a/g1/b4/abc: no batch missed"
+    missed = {**result(), "missed": ["network_a/g1/b2/missed", "network_a/g1/b3/missed"]}
+    with pytest.raises(QualityError) as err:
+        check_complete(CONTRACT, missed)
+    assert "2 batch(es) missed before network_a/g1/b4/abc arrived: network_a/g1/b2/missed, " \
+           "network_a/g1/b3/missed" in str(err.value)
+    assert "status 'missed'" in str(err.value)

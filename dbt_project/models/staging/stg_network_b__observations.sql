@@ -21,7 +21,8 @@ renamed as (
         _batch_id,
         _group_number,
         _batch_number,
-        _ingested_at
+        _ingested_at,
+        coalesce(_cycle, 1) as _cycle
     from source
 ),
 

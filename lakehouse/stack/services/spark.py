@@ -82,9 +82,9 @@ def properties_file(settings: Settings) -> Path:
     return settings.run_path / "spark-connect.conf"
 
 
-def initialize(settings: Settings, say) -> None:
-    """Before each start: the server's properties, rendered from conf/spark/spark-defaults.conf
-    and the env file (private: they hold the catalog database password)."""
+def write_properties(settings: Settings) -> Path:
+    """The server's properties, rendered from conf/spark/spark-defaults.conf and the settings
+    (private: they hold the catalog database password)."""
     from lakehouse.spark import render_defaults
     from lakehouse.stack import artifacts
     from lakehouse.stack.checks import write_private
@@ -93,7 +93,7 @@ def initialize(settings: Settings, say) -> None:
     conf["spark.jars"] = ",".join(str(j) for j in artifacts.spark_jars(settings))
     conf["spark.connect.grpc.binding.address"] = settings.spark_connect_address
     conf["spark.connect.grpc.binding.port"] = str(settings.spark_connect_port)
-    write_private(properties_file(settings), "".join(f"{k} {v}\n" for k, v in conf.items()))
+    return write_private(properties_file(settings), "".join(f"{k} {v}\n" for k, v in conf.items()))
 
 
 def prepare(settings: Settings, say) -> None:
@@ -102,16 +102,44 @@ def prepare(settings: Settings, say) -> None:
     artifacts.spark_jars(settings)
 
 
+def submit_args(settings: Settings) -> list[str]:
+    return ["--class", SERVER_CLASS, "--name", "lakehouse-spark-connect", "--master", settings.spark_master,
+            "--driver-memory", settings.spark_driver_memory, "--properties-file", str(properties_file(settings))]
+
+
 def command(settings: Settings) -> list[str]:
-    return [str(spark_home() / "bin" / "spark-submit"), "--class", SERVER_CLASS,
-            "--name", "lakehouse-spark-connect", "--master", settings.spark_master,
-            "--driver-memory", settings.spark_driver_memory,
-            "--properties-file", str(properties_file(settings))]
+    """`serve` below, which becomes the server's JVM (no shell in between)."""
+    import sys
+
+    return [sys.executable, "-m", "lakehouse.stack.services.spark"]
+
+
+def jvm_command(settings: Settings, environ: dict[str, str]) -> list[str]:
+    """The server's java command line, as Spark's launcher builds it for spark-submit (the
+    launcher library prints it, NUL-separated). bin/spark-class would do the same and then
+    exec, leaving the launcher's shell behind as a zombie child of the JVM."""
+    import subprocess
+
+    from lakehouse.errors import LakehouseError
+
+    java = Path(environ["JAVA_HOME"]) / "bin" / "java"
+    proc = subprocess.run([str(java), "-Xmx128m", "-cp", str(spark_home() / "jars" / "*"),
+                           "org.apache.spark.launcher.Main", "org.apache.spark.deploy.SparkSubmit",
+                           *submit_args(settings)], env=environ, capture_output=True, timeout=120)
+    # the launcher prints NUL and a newline, then each argument followed by NUL
+    argv = [a.lstrip(b"\n").decode() for a in proc.stdout.split(b"\0") if a.lstrip(b"\n")]
+    if proc.returncode != 0 or not argv:
+        raise LakehouseError(f"Spark's launcher failed (exit {proc.returncode}): "
+                             f"{proc.stderr.decode(errors='replace')[-1000:]}",
+                             "check LAKEHOUSE_SPARK_JAVA_HOME (a Java 17 or 21 JDK) and the pyspark install")
+    return argv
 
 
 def env(settings: Settings) -> dict[str, str]:
     java = java_home(settings)
     return {"JAVA_HOME": str(java), "SPARK_HOME": str(spark_home()),
+            # what bin/load-spark-env.sh sets for Spark's launcher (Spark 4 is Scala 2.13 only)
+            "SPARK_SCALA_VERSION": "2.13",
             # The driver binds to the stack's address only (no other interface is used).
             "SPARK_LOCAL_IP": settings.host,
             "SPARK_CONNECT_AUTHENTICATE_TOKEN": settings.spark_connect_token.get_secret_value(),
@@ -141,23 +169,24 @@ SERVICE = Service(
                      "the Spark Connect server: ingestion and raw-layer maintenance"),),
     checks=(("java (Spark)", lambda s: str(java_home(s))),),
     prepare=prepare,
-    initialize=initialize,
     programs=(Program(name="spark-connect", command=command, env=env, health=health, start_timeout=240,
                       stop_wait=60, url=lambda s: f"sc://{s.spark_connect_address}:{s.spark_connect_port}"),),
 )
 
 
 def serve() -> None:
-    """Run the server in the foreground with the settings of this environment: compose's
-    entry point (the native stack's supervisor runs `command` with `env` itself)."""
+    """Run the server in the foreground, as this process: render its properties, then become
+    its JVM. The supervisor runs it with `env` (and the secrets the service declares) in the
+    environment; compose runs it with the env file."""
     import os
 
     from lakehouse.settings import load_settings
 
     settings = load_settings()
-    initialize(settings, print)
-    argv = command(settings)
-    os.execve(argv[0], argv, {**os.environ, **env(settings)})
+    write_properties(settings)
+    environ = {**os.environ, **env(settings)}
+    argv = jvm_command(settings, environ)
+    os.execve(argv[0], argv, environ)
 
 
 if __name__ == "__main__":
