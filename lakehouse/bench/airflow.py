@@ -39,7 +39,7 @@ BENCH_AIRFLOW_ENV = {
     "LAKEHOUSE_AIRFLOW_DAGS_PAUSED": "true",  # nothing runs before the cycle is restarted
     "LAKEHOUSE_INGEST_RETRY_DELAY_SECONDS": "5",
 }
-GOAL_P95 = 120.0
+GOAL_P95 = 60.0  # issue 13
 
 
 def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -181,6 +181,7 @@ def run(baseline_batches: int = 3) -> list[str]:
     missing = sorted(set(published) - set(fresh))
     if missing:
         say(f"  WARNING: not visible within the deadline: {missing}")
+    never = sorted(set(published) - set(_committed(settings, group)))  # missed: never ingested
     _check_against_probe(fresh, published, probe.changes)
     say(f"- baseline: {baseline_batches} batches ingested and built by two commands each, no scheduler")
     baseline = _baseline_freshness(settings, group + 500, baseline_batches)
@@ -191,10 +192,12 @@ def run(baseline_batches: int = 3) -> list[str]:
         line("airflow_queued_to_running_p95", pct(overheads, 0.95), "s", pct(bare, 0.5), "-"),
         line("freshness_p50", pct(values, 0.5), "s", pct(baseline, 0.5), "-"),
         line("freshness_p95", pct(values, 0.95), "s", pct(baseline, 0.95), f"< {GOAL_P95:.0f} s"),
+        # the baseline ingests each batch the moment it is published: it misses none
+        line("airflow_missed_batches", len(never), "batches", 0, "0"),
     ]
     for text in lines:
         print(text, flush=True)
-    _write(lines, values, missing, overheads, baseline, bare, group)
+    _write(lines, values, missing, overheads, baseline, bare, group, never)
     return lines
 
 
@@ -208,7 +211,7 @@ def _check_against_probe(fresh, published, changes) -> None:
             say(f"  WARNING: {key}: dbt_build ended at {visible:.0f}, but the probe saw no change near it")
 
 
-def _write(lines, values, missing, overheads, baseline, bare, group) -> None:
+def _write(lines, values, missing, overheads, baseline, bare, group, never) -> None:
     body = (
         f"`make bench-airflow`: one cycle (10 batches per source, 2 sources) published every {PERIOD} s "
         f"by the simulator, group {group}, with both ingestion DAGs scheduled every {PERIOD} s and dbt_build "
@@ -218,6 +221,7 @@ def _write(lines, values, missing, overheads, baseline, bare, group) -> None:
         "publication). Queued -> running: every task instance of the cycle; baseline: a bare Python "
         "process importing the task SDK.\n\n"
         f"- freshness samples: {len(values)} (not visible in time: {missing or 'none'})\n"
+        f"- batches never ingested (missed): {never or 'none'}\n"
         f"- task instances: {len(overheads)}\n\n"
         "```\n" + "\n".join(lines) + "\n```\n")
     write_section("bench-airflow", body)

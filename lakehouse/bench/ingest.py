@@ -52,21 +52,24 @@ def floor_seconds(rows: int, folder: Path) -> float:
     return time.perf_counter() - t0
 
 
-def ours_seconds(settings, rows: int, group: int, folder: Path) -> tuple[float, str]:
+def ours_seconds(settings, rows: int, group: int, folder: Path) -> tuple[float, float, str]:
+    """(process wall, fetch to audit commit as the batch's result says, its summary line)."""
     sim = SteppedSimulator(folder / f"sim-{rows}-{group}.json", seed=SEED, rows_per_batch=rows,
                            fault_rate=FAULT_RATE)
     try:
         env = {**os.environ, "LAKEHOUSE_BATCH_API_URL": sim.url}
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "lakehouse.cli", "ingest", "-s", "network_a",
-                               "-g", str(group), "--timeout", "600"],
+                               "-g", str(group), "--timeout", "600", "--json"],
                               env=env, capture_output=True, text=True)
         elapsed = time.perf_counter() - t0
     finally:
         sim.stop()
     if proc.returncode != 0 or "committed" not in proc.stdout:
         raise RuntimeError(f"ingest of {rows} rows failed:\n{proc.stdout}\n{proc.stderr[-3000:]}")
-    return elapsed, proc.stdout.strip().splitlines()[-1]
+    lines = proc.stdout.strip().splitlines()
+    result = orjson.loads(lines[-1])
+    return elapsed, float(result["seconds"]), lines[-2]
 
 
 def run(runs: int = 3, big_runs: int = 1, sizes: tuple[int, ...] = SIZES) -> list[str]:
@@ -81,23 +84,25 @@ def run(runs: int = 3, big_runs: int = 1, sizes: tuple[int, ...] = SIZES) -> lis
             folder = Path(tmp)
             # Untimed warm-up: creates the tables, and the Spark Connect server's first jobs
             # (class loading, JIT) happen here, a one-off cost per server start reported here.
-            seconds, _ = ours_seconds(settings, 1000, next(groups) % 9999, folder)
+            seconds, _, _ = ours_seconds(settings, 1000, next(groups) % 9999, folder)
             say(f"  warm-up ingest of 1,000 rows: {seconds:.1f}s (not timed below)")
             for rows in sizes:
                 n = big_runs if rows >= 1_000_000 else runs
-                ours, floor = [], []
+                ours, inner, floor = [], [], []
                 for i in range(n):
                     floor.append(floor_seconds(rows, folder))
-                    seconds, summary = ours_seconds(settings, rows, next(groups) % 9999, folder)
+                    seconds, batch, summary = ours_seconds(settings, rows, next(groups) % 9999, folder)
                     ours.append(seconds)
-                    say(f"  {rows:>9,} rows, run {i + 1}/{n}: ingest {seconds:.1f}s, floor {floor[-1]:.2f}s | {summary}")
-                o, f = statistics.median(ours), statistics.median(floor)
+                    inner.append(batch)
+                    say(f"  {rows:>9,} rows, run {i + 1}/{n}: process {seconds:.2f}s, fetch to audit commit "
+                        f"{batch:.2f}s, floor {floor[-1]:.2f}s | {summary}")
+                o, b, f = statistics.median(ours), statistics.median(inner), statistics.median(floor)
                 label = f"{rows // 1000}k" if rows < 1_000_000 else f"{rows // 1_000_000}M"
-                target = "< 2 s" if rows == 10_000 else ("ratio < 3" if rows == 1_000_000 else "-")
-                lines.append(line(f"ingest_{label}_wall", o, "s", f, target))
+                lines.append(line(f"ingest_{label}_fetch_to_commit", b, "s", f, "p50 < 2 s" if rows == 10_000 else "-"))
+                lines.append(line(f"ingest_{label}_wall", o, "s", f, "ratio < 3" if rows == 1_000_000 else "-"))
                 lines.append(line(f"ingest_{label}_rows_per_s", rows / o, "rows/s", rows / f, "-"))
-                rows_md.append(f"| {rows:,} | {o:.1f} s | {rows / o:,.0f} | {f:.2f} s | {rows / f:,.0f} | "
-                               f"{o / f:.1f} | {target} | {n} |")
+                rows_md.append(f"| {rows:,} | {b:.2f} s | {o:.2f} s | {rows / o:,.0f} | {f:.2f} s | "
+                               f"{o / f:.1f} | {n} |")
     finally:
         manager.down(settings)
     body = "\n".join([
@@ -109,8 +114,11 @@ def run(runs: int = 3, big_runs: int = 1, sizes: tuple[int, ...] = SIZES) -> lis
         "same rows as newline-delimited JSON and writing one zstd Parquet file. Medians of the runs "
         "column.",
         "",
-        "| rows | ours | ours rows/s | floor | floor rows/s | ratio | target | runs |",
-        "|---|---|---|---|---|---|---|---|",
+        "Targets (issue 13): a 10k batch from fetch to the audit commit in under 2 s (p50); 1M rows "
+        "within 3x of the floor (process wall).",
+        "",
+        "| rows | fetch to audit commit | process wall | rows/s | floor | ratio (wall/floor) | runs |",
+        "|---|---|---|---|---|---|---|",
         *rows_md,
         "",
         "```",
