@@ -40,7 +40,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import pandas as pd
 import requests
 
 from lakehouse.contracts import Contract
@@ -491,15 +490,22 @@ class Ingestor:
 
     def _write_raw(self, batch: Batch, batch_id: str, key: str, v: Validation, ingested_at: datetime,
                    cycle: int | None) -> int:
-        pdf = v.valid.drop(columns=["_row_index"]).copy()
-        pdf["_batch_id"] = batch_id
-        pdf["_source"] = self.contract.id
-        pdf["_group_number"] = pd.Series([batch.group_number] * len(pdf), dtype="int32")
-        pdf["_batch_number"] = pd.Series([batch.batch_number] * len(pdf), dtype="int32")
-        pdf["_ingested_at"] = pd.Series([ingested_at] * len(pdf), dtype="datetime64[us]")
-        pdf["_cycle"] = pd.Series([cycle] * len(pdf), dtype="Int32")
+        """Only the rows' own columns travel to the server; the batch's constants (id, source,
+        group, batch, time, cycle) are added there as literals."""
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import StructType
+
         schema = spark_schema(self.contract)
-        df = self.spark.createDataFrame(pdf[[f.name for f in schema.fields]], schema=schema)
+        own = [f for f in schema.fields if f.name in set(self.contract.field_names) | {"_event_time"}]
+        df = self.spark.createDataFrame(v.valid[[f.name for f in own]], schema=StructType(own))
+        constants = {"_batch_id": F.lit(batch_id), "_source": F.lit(self.contract.id),
+                     "_group_number": F.lit(batch.group_number).cast("int"),
+                     "_batch_number": F.lit(batch.batch_number).cast("int"),
+                     # a string cast in the session's time zone (UTC): no client clock conversion
+                     "_ingested_at": F.lit(ingested_at.isoformat(sep=" ")).cast("timestamp"),
+                     "_cycle": F.lit(cycle).cast("int")}
+        df = df.select(*[F.col(f.name) if f.name not in constants else constants[f.name].alias(f.name)
+                         for f in schema.fields])
         self._append(df, self.raw, key, batch_id)
         return self.committed_ids(self.raw, key)[batch_id]
 
