@@ -51,8 +51,9 @@ class Config(BaseModel):
     spark_s3_access_key: str = "svc-spark"
     spark_s3_secret_key: SecretStr
     spark_java_home: Path | None = None
-    # The server's heap (the driver's; on local[...] the executors share it).
-    spark_driver_memory: str = Field("2g", pattern=r"^\d+[mgMG]$")
+    # The server's heap (the driver's; on local[...] the executors share it). A batch's rows
+    # arrive as one local relation: 2g ran out of memory on a 1M-row batch, 4g did not.
+    spark_driver_memory: str = Field("4g", pattern=r"^\d+[mgMG]$")
 
     empty_spark = empty_means_default("spark_connect_host", "spark_java_home")
 
