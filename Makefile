@@ -119,6 +119,10 @@ bench-superset: install ## Benchmark: dashboard chart-data time through Superset
 bench-airflow: install ## Benchmark: Airflow's queued->running overhead and batch->marts freshness (30 s batches), vs no scheduler
 	@$(LH) bench airflow
 
+.PHONY: bench-follow
+bench-follow: install ## Benchmark: missed batches and publication->commit lag, 2 sources every 10 s while dbt builds run
+	@$(LH) bench follow
+
 .PHONY: bench-ingest
 bench-ingest: install ## Benchmark: ingest 10k/100k/1M rows end to end, against pyarrow JSON -> Parquet
 	@$(LH) bench ingest

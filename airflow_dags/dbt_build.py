@@ -4,14 +4,20 @@ Triggered by Airflow assets, not by a clock: each ingestion run that wrote a bat
 its source's raw and quarantine tables as updated, and any one of them starts a run.
 Updates that arrive while a build runs are collected into the next run (one at a time).
 
-One task, `lakehouse init` (creates the source tables of a contract that has not delivered
-yet, so the first build doesn't wait for every source) then `lakehouse dbt build` (models,
-then their data tests; dbt's unit tests check the SQL against fixed inputs, which no batch
-changes, so they run in CI and `make dbt-build`, not here), rather than one Airflow task
-per model with astronomer-cosmos: the models are incremental and build in seconds, while
-every Airflow task costs a process start and scheduling delay on a 2-core machine, which
-would multiply the time from a batch to the marts. dbt's own log names the failing model
-or test, and its failed tests print their offending rows.
+One task, `lakehouse marts update` (lakehouse/marts.py), which coalesces:
+- it waits until the source tables have had no commit for 5 s (at most 20 s), so both
+  sources' batches of one period share a build;
+- it builds only if a source table or the dbt project changed since the last successful
+  build (its ledger), and otherwise ends at once with exit 99, which marks the task
+  skipped. A run queued by a batch that the previous build already covered costs a second,
+  not a build.
+The build is `dbt build` (models, then their data tests; dbt's unit tests check the SQL
+against fixed inputs, which no batch changes, so they run in CI and `make dbt-build`, not
+here). Missing source tables are created first, so the first build doesn't wait for every
+source. One Airflow task rather than one per model with astronomer-cosmos: the models are
+incremental and build in seconds, while every Airflow task costs a process start and
+scheduling delay on a 2-core machine. dbt's own log names the failing model or test, and
+its failed tests print their offending rows.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from airflow.sdk import DAG
 from airflow.sdk.definitions.asset import AssetAny
 
 from lakehouse.contracts import load_all
+from lakehouse.marts import SKIPPED
 from lakehouse.orchestration.dags import START_DATE, cli, default_args, settings, table_asset
 
 SETTINGS = settings()
@@ -40,7 +47,7 @@ with DAG(
 ) as dag:
     BashOperator(
         task_id="dbt_build",
-        bash_command=cli(("init",), ("dbt", "build", "--exclude", "resource_type:unit_test")),
-        skip_on_exit_code=None,
+        bash_command=cli(("marts", "update", "--", "--exclude", "resource_type:unit_test")),
+        skip_on_exit_code=SKIPPED,
         outlets=[table_asset(SETTINGS, "marts", "fct_observations_hourly")],
     )

@@ -5,8 +5,12 @@ Each run covers one data interval [start, end) of the ingestion schedule
 
 **Interval -> batch.** The batch API serves only its newest batch (platform.md, section 4),
 so the run for [start, end) ingests the batch the API publishes when the run executes,
-at or just after `end`. The schedule should equal the API's publication period: then each
-run finds exactly one new batch.
+at or just after `end`. The schedule should equal the API's publication period. If the
+batch served then was already ingested (the API publishes later in the interval than the
+scheduler's clock ticks), the run keeps polling for up to 80% of the interval
+(`lakehouse ingest --follow`, about 15 polls an interval) and ingests the next batch as soon
+as it is published. So each run catches one publication within a poll, whatever the phase
+between the two clocks, and ends (starting dbt) right after it commits.
 
 **Idempotent.** Ingestion is exactly-once per batch (source, group, batch number and
 payload checksum). Rerunning an interval while the API still serves its batch writes
@@ -43,8 +47,10 @@ from airflow.sdk import DAG, task
 
 from lakehouse.contracts import load_all
 from lakehouse.orchestration.dags import START_DATE, cli, default_args, settings, table_asset, timetable
+from lakehouse.orchestration.schedule import follow_window
 
 SETTINGS = settings()
+FOLLOW, POLL = follow_window(SETTINGS.ingest_schedule)
 
 
 def ingestion_dag(contract) -> DAG:
@@ -65,7 +71,8 @@ def ingestion_dag(contract) -> DAG:
     ) as dag:
         ingest = BashOperator(
             task_id="ingest",
-            bash_command=cli("ingest", "--source", contract.id, "--json", "--on-missed", "report"),
+            bash_command=cli("ingest", "--source", contract.id, "--json", "--on-missed", "report",
+                             "--follow", str(FOLLOW), "--poll", str(POLL)),
             skip_on_exit_code=None,  # exit 99 is a failure like any other, not a skip
         )
 

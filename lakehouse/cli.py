@@ -234,6 +234,52 @@ def airflow_cmd(args: tuple[str, ...]) -> None:
               runtime.airflow_env(settings))
 
 
+@cli.group()
+def marts() -> None:
+    """The marts as the scheduler keeps them: coalesced, skipped when nothing changed."""
+
+
+@marts.command("update", context_settings={"ignore_unknown_options": True})
+@click.option("--settle", "settle_seconds", type=float, default=5.0, show_default=True,
+              help="Wait until no source table has committed for this many seconds, so batches "
+                   "arriving together share one build (0: don't wait).")
+@click.option("--settle-max", "settle_max_seconds", type=float, default=20.0, show_default=True,
+              help="Wait at most this long for the sources to settle.")
+@click.option("--force", is_flag=True, help="Build even if nothing changed since the last build.")
+@click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
+def marts_update(settle_seconds: float, settle_max_seconds: float, force: bool, dbt_args: tuple[str, ...]) -> None:
+    """`dbt build [DBT_ARGS]` if a source table (raw, quarantine, audit) or the dbt project
+    changed since the last successful build; otherwise exit 99 at once ("skipped"). One build
+    covers every batch that committed before it started. Each build is recorded in the
+    ledger that `lakehouse marts log` prints. Example: `lakehouse marts update --
+    --exclude resource_type:unit_test`."""
+    from lakehouse import marts as ledger
+    from lakehouse.catalog import ensure_namespaces
+    from lakehouse.stack import manager
+
+    settings = _settings()
+    manager.require(settings, "postgres", "minio", "trino")
+    ensure_namespaces(settings)
+    sys.exit(ledger.update(settings, list(dbt_args), settle_seconds=settle_seconds,
+                           settle_max_seconds=settle_max_seconds, force=force,
+                           say=lambda m: click.echo(m, err=True)))
+
+
+@marts.command("log")
+@click.option("-n", "limit", type=int, default=20, show_default=True, help="How many builds to show, newest first.")
+def marts_log(limit: int) -> None:
+    """The recorded mart builds: when, how long, the outcome, and which source tables had
+    changed since the build before."""
+    from lakehouse import marts as ledger
+
+    rows = ledger.log(_settings(), limit)
+    if not rows:
+        click.echo("no mart build recorded yet (`lakehouse marts update` records them)")
+    for finished, status, seconds, command, changed in rows:
+        click.echo(f"{finished:%Y-%m-%d %H:%M:%S %Z}  {status:<8} {seconds:7.1f}s  {command}  "
+                   f"changed: {', '.join(changed) or '-'}")
+
+
 @cli.command("lint-sql")
 @click.option("--fix", is_flag=True, help="Let sqlfluff fix what it can, then report the rest.")
 def lint_sql(fix: bool) -> None:
@@ -272,7 +318,11 @@ def demo() -> None:
 @click.option("--cycle", is_flag=True, help="Ingest every batch as it is published, to the cycle's last batch.")
 @click.option("--cycles", type=click.IntRange(min=1), help="Like --cycle, for this many cycles (the API must be "
               "restarted between them: by someone, or by ingestion with the contract's source.restart).")
-@click.option("--poll", default=5.0, show_default=True, help="Seconds between polls (--batch, --cycle).")
+@click.option("--follow", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="If the batch the API serves now was already ingested, keep polling for up to "
+                   "SECONDS and ingest the next one as soon as it is published (the scheduler passes "
+                   "most of its period, so each run catches its publication within a poll).")
+@click.option("--poll", default=5.0, show_default=True, help="Seconds between polls (--batch, --cycle, --follow).")
 @click.option("--on-missed", type=click.Choice(["fail", "report"]), default="fail", show_default=True,
               help="A batch published and withdrawn before it was fetched is always recorded in "
                    "audit.ingestion_log as missed; `fail` also exits non-zero (the scheduler passes "
@@ -281,7 +331,8 @@ def demo() -> None:
 @click.option("--json", "as_json", is_flag=True,
               help="Also print each batch's result as one JSON line, last (the scheduler reads it).")
 def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None, cycle: bool,
-           cycles: int | None, poll: float, on_missed: str, timeout: float, as_json: bool) -> None:
+           cycles: int | None, follow: float | None, poll: float, on_missed: str, timeout: float,
+           as_json: bool) -> None:
     """Ingest batches from the batch API into raw / quarantine / audit (exactly once).
 
     Without --batch or --cycle, ingests the batch the API publishes now. A batch already
@@ -292,10 +343,10 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
     """
     from lakehouse.contracts import load_all
     from lakehouse.stack import manager
-    from spark_jobs.ingest import close_ingestors, ingest_cycles, open_ingestors
+    from spark_jobs.ingest import close_ingestors, ingest_cycles, ingest_following, open_ingestors
 
-    if batch_number is not None and (cycle or cycles):
-        raise click.UsageError("give --batch or --cycle/--cycles, not both")
+    if sum(map(bool, (batch_number is not None, cycle or cycles, follow is not None))) > 1:
+        raise click.UsageError("give one of --batch, --cycle/--cycles and --follow")
     settings = _settings()
     contracts = load_all()
     wanted = list(contracts) if "all" in sources else list(sources)
@@ -309,6 +360,8 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
     try:
         if cycle or cycles:
             results = ingest_cycles(ingestors, group, cycles=cycles or 1, poll=poll, report=click.echo)
+        elif follow is not None:
+            results = ingest_following(ingestors, group, follow=follow, poll=poll, report=click.echo)
         else:
             results = []
             for ing in ingestors:
@@ -496,6 +549,17 @@ def bench_superset(repeats: int, rows: int | None) -> None:
     from lakehouse.bench import superset as bench_ss
 
     bench_ss.run(repeats=repeats, rows=rows)
+
+
+@bench.command("follow")
+@click.option("--period", default=10.0, show_default=True, help="The simulator's publication period, seconds.")
+@click.option("--cycles", default=3, show_default=True, help="Cycles to follow while dbt builds run.")
+def bench_follow(period: float, cycles: int) -> None:
+    """Missed batches and publication-to-commit lag of two sources followed at a fast period
+    while dbt builds run back to back, against the same follower with no dbt running."""
+    from lakehouse.bench.follow import run
+
+    run(period, cycles)
 
 
 @bench.command("airflow")

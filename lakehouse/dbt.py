@@ -137,9 +137,10 @@ def _publish(folder: Path, project: Path) -> None:
 
 
 def run(settings: Settings, args: list[str], *, check: bool = True, capture: bool = False,
-        project: Path = DBT_PROJECT, report=print) -> subprocess.CompletedProcess:
+        project: Path = DBT_PROJECT, report=print, hold_lock: bool = True) -> subprocess.CompletedProcess:
     """Run `dbt <args>` in the project (dbt_project/) against the settings' Trino, in a
-    target folder of its own, holding the `dbt` lock if the command writes. On failure,
+    target folder of its own, holding the `dbt` lock if the command writes (unless the caller
+    holds it already: `hold_lock=False`). On failure,
     name the failed nodes and print up to 10 stored failing rows of each failed test."""
     from lakehouse import locks
 
@@ -147,7 +148,7 @@ def run(settings: Settings, args: list[str], *, check: bool = True, capture: boo
         report(f"regenerated {SOURCES_FILE.relative_to(REPO_ROOT)} from the contracts")
     target = new_target(project)
     env = {**dbt_env(settings, project), "DBT_TARGET_PATH": str(target), "DBT_LOG_PATH": str(target)}
-    writes = bool(args) and args[0] in WRITES
+    writes = hold_lock and bool(args) and args[0] in WRITES
     lock = locks.hold(settings, "dbt", purpose=f"dbt {' '.join(args[:3])}",
                       say=lambda m: print(m, file=sys.stderr, flush=True)) if writes else nullcontext()
     with lock:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from lakehouse.catalog import ensure_namespaces
 from lakehouse.settings import Settings, env_file_path
-from lakehouse.spark import spark_session
+from lakehouse.spark import spark_session, stop_session
 from lakehouse.trino import query
 
 SMOKE_TABLE = "audit.smoke_load"
@@ -53,7 +53,7 @@ def smoke_load(settings: Settings) -> int:
                                    "run_at TIMESTAMP, engine STRING, note STRING")
         df.writeTo(f"{cat}.{SMOKE_TABLE}").append()
     finally:
-        spark.stop()
+        stop_session(spark)
     rows = query(settings, f"SELECT count(*) FROM {SMOKE_TABLE}")[0][0]
     say(f"  Spark wrote 1 row; Trino sees {rows} row(s) in {cat}.{SMOKE_TABLE} "
         f"({time.monotonic() - t0:.1f}s)")

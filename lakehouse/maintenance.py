@@ -111,11 +111,11 @@ def maintain(settings: Settings, namespace: str, only: list[str] | None = None, 
         f"{settings.maintenance_snapshot_retention}, orphan margin {settings.maintenance_orphan_retention}")
     reports = []
     if engine == "spark":
-        from lakehouse.spark import spark_session
+        from lakehouse.spark import spark_session, stop_session
 
         handle = spark_session(settings, f"maintain-{namespace}")
         run = lambda n: _spark_maintain(settings, handle, namespace, n)  # noqa: E731
-        close = handle.stop
+        close = lambda: stop_session(handle)  # noqa: E731
     else:
         from lakehouse.trino import connect
 

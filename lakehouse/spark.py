@@ -101,3 +101,13 @@ def spark_session(settings: Settings, app_name: str = "lakehouse"):
         raise SparkUnavailable(f"the Spark Connect server at {where(settings)} failed: {text[:300]}",
                                "`lakehouse logs spark-connect` shows the server's side") from exc
     return session
+
+
+def stop_session(session) -> None:
+    """Release the session on the server and close the channel. The client first waits for
+    the ReleaseExecute calls it still sends in the background after each operation: sent
+    after the release, each would fail and log a warning."""
+    from pyspark.sql.connect.client.reattach import ExecutePlanResponseReattachableIterator
+
+    ExecutePlanResponseReattachableIterator.shutdown()
+    session.stop()

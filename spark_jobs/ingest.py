@@ -35,7 +35,9 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -111,26 +113,82 @@ def now_utc() -> datetime:
 
 class SharedSpark:
     """One Spark Connect session for several ingestors, opened on first use only (a run that
-    finds nothing new never opens one)."""
+    finds nothing new never opens one). `open_soon()` opens it in the background once a
+    batch is known to be new, so the round trips overlap the checks that come before the
+    first write."""
 
     def __init__(self, settings: Settings, name: str = "lakehouse-ingest"):
         self.settings, self.name, self.session = settings, name, None
+        self._opening: Future | None = None
+
+    def _open(self):
+        from lakehouse.spark import spark_session
+
+        client_ready()
+        return spark_session(self.settings, self.name)
+
+    def open_soon(self) -> None:
+        if self.session is None and self._opening is None:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="spark-open")
+            self._opening = pool.submit(self._open)
+            pool.shutdown(wait=False)  # the thread ends once the session is open
 
     def get(self):
         if self.session is None:
-            from lakehouse.spark import spark_session
-
-            self.session = spark_session(self.settings, self.name)
+            opening, self._opening = self._opening, None
+            self.session = opening.result() if opening is not None else self._open()
         return self.session
 
     def stop(self, quiet: bool = False) -> None:
-        if self.session is not None:
+        opening, self._opening = self._opening, None
+        if opening is not None and self.session is None:
             try:
-                self.session.stop()
+                self.session = opening.result()
+            except Exception:  # it never opened: nothing to release
+                pass
+        if self.session is not None:
+            from lakehouse.spark import stop_session
+
+            try:
+                stop_session(self.session)
             except Exception:  # a session the server no longer knows can't be released
                 if not quiet:
                     raise
             self.session = None
+
+
+_warming: threading.Thread | None = None
+
+
+def warm_client() -> None:
+    """Import the Connect client (pyspark's SQL, gRPC and Arrow modules: most of a second)
+    in the background while the batch is fetched and checked. Nothing contacts the server.
+    Until `client_ready()`, this process imports nothing from pyspark elsewhere, so two
+    threads never import the same package at once."""
+    global _warming
+    if _warming is not None:
+        return
+
+    def imports() -> None:
+        import pyspark.errors  # noqa: F401
+        import pyspark.sql.connect.dataframe  # noqa: F401
+        import pyspark.sql.connect.functions  # noqa: F401
+        import pyspark.sql.connect.session  # noqa: F401
+
+    _warming = threading.Thread(target=imports, name="spark-client-imports", daemon=True)
+    _warming.start()
+
+
+def client_ready() -> None:
+    """Wait for `warm_client()`'s imports, if they were started."""
+    if _warming is not None:
+        _warming.join()
+
+
+def is_spark_error(exc: BaseException) -> bool:
+    """An error raised by pyspark (checked by class, without importing pyspark)."""
+    return any(c.__name__ == "PySparkException" and c.__module__.startswith("pyspark.errors")
+               for c in type(exc).__mro__)
 
 
 def session_lost(exc: Exception) -> bool:
@@ -344,14 +402,13 @@ class Ingestor:
             result = self._reject_payload(group, exc.batch_number, None, fetched, exc.message, started)
             result.seconds = time.monotonic() - t0
             return result
-        from pyspark.errors import PySparkException
-
+        warm_client()  # a batch to decide on: import the Connect client meanwhile
         where = f"{src} group {group} batch {batch.batch_number}"
         try:
             try:
                 result = self._ingest_batch(batch, fetched, started, declared, note)
-            except PySparkException as exc:
-                if not (isinstance(self._spark, SharedSpark) and session_lost(exc)):
+            except Exception as exc:
+                if not (is_spark_error(exc) and isinstance(self._spark, SharedSpark) and session_lost(exc)):
                     raise
                 # The server restarted since this process opened its session (a long-running
                 # --cycles run): open a new one and go again, which is safe (write-audit-publish).
@@ -360,7 +417,9 @@ class Ingestor:
                 result = self._ingest_batch(batch, fetched, started, declared, note)
         except SparkUnavailable as exc:
             raise SparkUnavailable(f"{where}: {exc.message}", exc.hint) from exc
-        except PySparkException as exc:  # the engine failed mid-batch (server killed, restarted)
+        except Exception as exc:  # the engine failed mid-batch (server killed, restarted)
+            if not is_spark_error(exc):
+                raise
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise SparkUnavailable(
                 f"{where}: the Spark Connect server failed during the batch ({first}); each table "
@@ -398,6 +457,8 @@ class Ingestor:
                     group, number, cycle, fetched,
                     f"{where}: {decision.reason}{conflicts}; the payload (checksum {batch.payload_checksum[:16]}) "
                     "was quarantined whole, not merged", started, locked=True, declared=declared)
+            if isinstance(self._spark, SharedSpark):
+                self._spark.open_soon()  # new data: overlap the session's round trips with the checks
             seen = {t: self.committed_ids(t, key) for t in (self.raw, self.quarantine)}
             other = {i for ids in seen.values() for i in ids if i != batch_id}
             if other:  # an earlier run of another payload died before its audit commit
@@ -644,6 +705,54 @@ def ensure_source_tables(settings: Settings, contracts: list[Contract]) -> list[
     finally:
         shared.stop()
     return created
+
+
+def ingest_following(ingestors: list[Ingestor], group: int, *, follow: float, poll: float = 2.0,
+                     report=print) -> list[BatchResult]:
+    """The batch each source's API serves now; for a source whose batch was already ingested,
+    keep polling (every `poll` seconds, for up to `follow` seconds) and ingest its next batch
+    as soon as it is published. A source is done at its first batch that is not a replay, so
+    a scheduled run ends, and its marts build starts, right after the new batch commits.
+
+    This is how a run scheduled at the API's period catches each publication within a poll,
+    whatever the phase between the scheduler's clock and the API's. A poll whose body is
+    byte-identical to the last replay (and declares the same cycle) is known to be that
+    replay: it costs the HTTP request only, no metadata read."""
+    deadline = time.monotonic() + follow
+    pending = list(ingestors)
+    results: dict[str, BatchResult] = {}
+    replay_of: dict[str, tuple] = {}
+    while True:
+        for ing in list(pending):
+            src = ing.contract.id
+            started = now_utc()
+            try:
+                fetched = ing.fetch(group)
+            except FetchError as exc:
+                results[src] = ing.record_fetch_failure(group, exc, started)
+                pending.remove(ing)
+                report(results[src].line())
+                continue
+            spec = ing.contract.source.cycle
+            identity = (fetched.checksum, fetched.headers.get(spec.name.lower()) if spec.from_ == "header" else None)
+            if replay_of.get(src) == identity:
+                continue
+            result = ing.ingest(group, fetched=fetched)
+            results[src] = result
+            if result.status == "replayed":
+                replay_of[src] = identity
+                continue
+            pending.remove(ing)
+            report(result.line())
+            for missed in result.missed:
+                report(f"  MISSED {missed}: published and withdrawn before it was fetched")
+        now = time.monotonic()
+        if not pending or now >= deadline:
+            break
+        time.sleep(min(poll, deadline - now))
+    for ing in pending:  # nothing new within the window
+        report(results[ing.contract.id].line())
+    return [results[i.contract.id] for i in ingestors]
 
 
 def ingest_cycles(ingestors: list[Ingestor], group: int, *, cycles: int = 1, poll: float = 5.0,

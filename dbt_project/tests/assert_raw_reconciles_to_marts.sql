@@ -2,53 +2,41 @@
   Row reconciliation from raw to marts; returns one row per check that does not hold.
   1. Valid rows in the ingestion log = rows in raw, per source.
   2. Quarantined rows in the ingestion log = per-row quarantine entries, per source.
-  3. Staging has one row per distinct natural key of raw (deduplication removes exactly the
-     repeated keys; the keys are recomputed here from the raw columns).
+  3. Staging has one row per raw row (the station lookup neither drops nor repeats a row).
   4. fct_observations has one row per distinct (station, metric, event time) of the
-     non-null staging readings (cross-source precedence removes exactly the shared keys).
+     non-null staging readings (deduplication and cross-source precedence remove exactly
+     the repeated and the shared keys).
 -#}
 {{ config(store_failures=true) }}
-{%- set key_columns = {
-    'network_a': ('station_code', iso_offset_to_utc('"timestamp"')),
-    'network_b': ('device_id', epoch_ms_to_utc('ts')),
-} -%}
 
 with
 
 {% for src in var('source_precedence') %}
-    {%- set code_column, event_time = key_columns[src] %}
     logged_{{ src }} as (
         select
             coalesce(sum(rows_valid), 0) as rows_valid,
             coalesce(sum(rows_quarantined), 0) as rows_quarantined
-        from {{ source('audit', 'ingestion_log') }}
+        from {{ pinned_source('audit', 'ingestion_log') }}
         where source = '{{ src }}' and status = 'committed'
-    ),
-
-    raw_keys_{{ src }} as (
-        select distinct
-            {{ code_column }} as station_code,
-            {{ event_time }} as event_time_utc
-        from {{ source('raw', src) }}
     ),
 
     checks_{{ src }} as (
         select
             '{{ src }}: valid rows logged = raw rows' as check_name,
             (select logged.rows_valid from logged_{{ src }} as logged) as expected,
-            (select count(*) from {{ source('raw', src) }}) as actual
+            (select count(*) from {{ pinned_source('raw', src) }}) as actual
         union all
         select
             '{{ src }}: quarantined rows logged = quarantine rows' as check_name,
             (select logged.rows_quarantined from logged_{{ src }} as logged) as expected,
             (
-                select count(*) from {{ source('quarantine', src) }}
+                select count(*) from {{ pinned_source('quarantine', src) }}
                 where _row_index is not null
             ) as actual
         union all
         select
-            '{{ src }}: staging rows = distinct natural keys in raw' as check_name,
-            (select count(*) from raw_keys_{{ src }}) as expected,
+            '{{ src }}: staging rows = raw rows' as check_name,
+            (select count(*) from {{ pinned_source('raw', src) }}) as expected,
             (select count(*) from {{ ref('stg_' ~ src ~ '__observations') }}) as actual
     ),
 {% endfor %}

@@ -20,6 +20,29 @@ def period(text: str) -> timedelta | None:
     return timedelta(**{_UNIT[m.group(2)]: float(m.group(1))})
 
 
+def seconds(text: str) -> float:
+    """The length of one interval: the period, or the time between two cron ticks (the
+    shortest of the next few, for an irregular expression)."""
+    delta = period(text)
+    if delta is not None:
+        return delta.total_seconds()
+    from datetime import datetime, timezone
+
+    from croniter import croniter
+
+    ticks = croniter(text, datetime(2026, 1, 1, tzinfo=timezone.utc))
+    times = [ticks.get_next(datetime) for _ in range(6)]
+    return min((b - a).total_seconds() for a, b in zip(times, times[1:]))
+
+
+def follow_window(text: str) -> tuple[float, float]:
+    """(follow, poll) seconds for a scheduled ingestion run: it waits for its batch for up to
+    80% of the interval (it ends before the next run is due), polling 15 times an interval,
+    every 1 s at least and 15 s at most."""
+    every = seconds(text)
+    return round(0.8 * every, 1), round(min(15.0, max(1.0, every / 15)), 1)
+
+
 def check(text: str) -> str:
     """The schedule unchanged, or ValueError naming what is wrong."""
     delta = period(text)

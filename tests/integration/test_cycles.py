@@ -4,6 +4,7 @@ anywhere, a restart that serves new data), whose cycles ingestion infers. Every 
 the protocol allows ends in a clear error naming source, group, cycle and batch, and
 nothing is lost: each batch is committed, quarantined whole, or recorded as missed."""
 
+import json
 import os
 import subprocess
 import sys
@@ -129,6 +130,37 @@ def test_a_jump_records_the_missed_batches_and_the_command_fails_naming_them(sta
     assert audit(stack, "network_a", group) == [(1, 1, "committed", "declared"), (1, 2, "missed", "declared"),
                                                 (1, 3, "missed", "declared"), (1, 4, "committed", "declared")]
     assert report.returncode == 0 and '"status": "replayed"' in report.stdout  # nothing new, nothing missed
+
+
+def test_a_run_started_before_the_publication_waits_for_it_and_ends_when_it_commits(stack, tmp_path):
+    """`lakehouse ingest --follow` (what each scheduled run does): the batch served at the
+    start was already ingested, so the run polls; the API publishes the next one 3 s later,
+    and the run ingests it and ends at once, well before its window."""
+    sim = SteppedSimulator(tmp_path / "state.json", seed=6, rows_per_batch=100, fault_rate=0.0)
+    group = fresh_group()
+    cmd = [sys.executable, "-m", "lakehouse.cli", "ingest", "-s", "network_a", "-g", str(group), "--json"]
+    env = {**os.environ, "LAKEHOUSE_BATCH_API_URL": sim.url}
+    try:
+        subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=True)
+        t0 = time.monotonic()
+        run = subprocess.Popen(cmd + ["--follow", "120", "--poll", "0.5"], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(3)
+        assert run.poll() is None, run.communicate()  # still waiting: batch 1 is a replay
+        sim.next_batch()
+        out, err = run.communicate(timeout=300)
+        elapsed = time.monotonic() - t0
+        # with nothing new inside the window, the run ends with the replay
+        idle = subprocess.run(cmd + ["--follow", "2", "--poll", "0.5"], env=env, capture_output=True, text=True,
+                              timeout=300)
+    finally:
+        sim.stop()
+    assert run.returncode == 0, err
+    last = json.loads(out.strip().splitlines()[-1])
+    assert (last["status"], last["batch_number"], last["missed"]) == ("committed", 2, []), last
+    assert elapsed < 60, elapsed  # it ended at the commit, not at the end of its 120 s window
+    assert idle.returncode == 0 and json.loads(idle.stdout.strip().splitlines()[-1])["status"] == "replayed"
+    assert audit(stack, "network_a", group) == [(1, 1, "committed", "declared"), (1, 2, "committed", "declared")]
 
 
 @pytest.mark.parametrize("number, reason", [

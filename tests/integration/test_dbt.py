@@ -9,6 +9,7 @@ SQL on the real tables.
 
 import json
 import shutil
+import subprocess
 from datetime import datetime, timezone
 
 import pytest
@@ -20,7 +21,7 @@ from lakehouse.simulator import generate_batch
 from lakehouse.simulator.server import SteppedSimulator
 from lakehouse.trino import query
 from spark_jobs.ingest import MAX_BATCH, Ingestor
-from tests.integration.conftest import fresh_group, lakehouse
+from tests.integration.conftest import LAKEHOUSE, fresh_group, lakehouse
 
 pytestmark = [pytest.mark.superset, pytest.mark.airflow]
 SEED, PERIOD, ROWS, FAULTS, BATCHES = 11, 60.0, 300, 0.06, 2
@@ -45,15 +46,23 @@ def cycle(warehouse, spark, tmp_path_factory):
     contracts = load_all()
     ingestors = [Ingestor(stack.model_copy(update={"batch_api_url": sim.url}), contracts[s], spark)
                  for s in NETWORK]
-    builds = []
+    builds, updates = [], []
     try:
         for batch in range(1, BATCHES + 1):
             for ing in ingestors:
                 result = ing.ingest(group)
                 assert result.status == "committed" and result.batch_number == batch, result.line()
-            proc = lakehouse("dbt", "build", timeout=1200)
+            # as the dbt_build DAG does it; after the last batch, two at once (as two queued
+            # runs would): one builds, the other waits for the dbt lock and then has nothing to do
+            twins = [subprocess.Popen(LAKEHOUSE + ["marts", "update", "--settle", "0"], text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                     for _ in range(2 if batch == BATCHES else 1)]
+            outs = [(p.wait(timeout=1200), *p.communicate()) for p in twins]
+            assert sorted(rc for rc, _, _ in outs) == ([0, 99] if len(outs) == 2 else [0]), outs
+            built = next(o for o in outs if o[0] == 0)
+            assert "Completed successfully" in built[1], built[1][-3000:]
             builds.append(run_results())
-            assert "Completed successfully" in proc.stdout, proc.stdout[-3000:]
+            updates.append(outs)
             sim.next_batch()
     finally:
         sim.stop()
@@ -67,7 +76,24 @@ def cycle(warehouse, spark, tmp_path_factory):
                                         rows=stack.simulator_rows_per_batch, fault_rate=stack.simulator_fault_rate)
                for src in NETWORK for b in range(1, MAX_BATCH + 1)}
     return {"stack": stack, "group": demo, "rows": stack.simulator_rows_per_batch, "builds": builds,
-            "full": full, "batches": batches}
+            "full": full, "batches": batches, "updates": updates}
+
+
+def test_marts_update_builds_once_per_change_and_skips_the_rest(cycle):
+    """The scheduler's build (`lakehouse marts update`): each batch's build names the source
+    tables that changed; of two updates started at once, the second finds the first's build
+    covered everything and exits 99 (skipped) without running dbt; nothing new since, so a
+    third skips too. The ledger (`lakehouse marts log`) shows it."""
+    first, second = cycle["updates"][-2], cycle["updates"][-1]
+    assert all(f"raw.{s}" in first[0][2] for s in NETWORK), first[0][2]
+    twin_skip = next(o for o in second if o[0] == 99)
+    assert "nothing changed since the build" in twin_skip[2] and "dbt build" not in twin_skip[1], twin_skip
+    # the --full-refresh after the cycle went around the ledger; the sources did not change
+    proc = lakehouse("marts", "update", "--settle", "0", check=False)
+    assert proc.returncode == 99 and "nothing changed since the build" in proc.stderr, proc.stderr
+    log = lakehouse("marts", "log", "-n", "2").stdout.splitlines()
+    assert len(log) == 2 and all(" success " in line for line in log), log
+    assert "raw.network_a" in log[0] and "raw.network_b" in log[0], log
 
 
 def _comparable(settings, table: str) -> str:

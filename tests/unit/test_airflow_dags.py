@@ -63,6 +63,8 @@ def test_ingestion_dags_follow_the_contracts_and_settings(dagbag, settings):
         assert {t.task_id for t in dag.tasks} == {"ingest", "publish", "quality_gate"}
         ingest = dag.get_task("ingest")
         assert f"ingest --source {cid} --json" in ingest.bash_command
+        # every 5 minutes: the run waits up to 4 minutes for its batch, polling every 15 s
+        assert "--follow 240.0 --poll 15.0" in ingest.bash_command
         assert ingest.retry_delay == timedelta(seconds=settings.ingest_retry_delay_seconds)
         assert ingest.execution_timeout == timedelta(minutes=settings.ingest_timeout_minutes)
         assert ingest.depends_on_past is False
@@ -78,8 +80,10 @@ def test_dbt_runs_when_any_raw_or_quarantine_table_changes(dagbag):
     condition = dbt.timetable.asset_condition
     assert type(condition).__name__ == "AssetAny"  # any one change starts a run, not all of them
     assert {a.uri for a in condition.objects} == published
-    command = dbt.get_task("dbt_build").bash_command
-    assert command.index("lakehouse.orchestration.task init &&") < command.index("lakehouse.orchestration.task dbt build")
+    task = dbt.get_task("dbt_build")
+    # coalesced: a run with nothing new since the last build exits 99, and shows as skipped
+    assert "lakehouse.orchestration.task marts update" in task.bash_command
+    assert task.skip_on_exit_code == [99] or task.skip_on_exit_code == 99
 
 
 def test_maintenance_covers_every_layer(dagbag):
@@ -139,3 +143,12 @@ def test_publish_task_announces_new_batches_only(dagbag):
     assert publish.python_callable(_result()) == "network_a/g1/b4/abc"
     with pytest.raises(AirflowSkipException, match="already ingested"):
         publish.python_callable(_result(status="replayed"))  # skipped: no asset event, no dbt run
+
+
+def test_a_scheduled_run_follows_most_of_its_interval():
+    from lakehouse.orchestration.schedule import follow_window, seconds
+
+    assert seconds("30s") == 30 and seconds("*/5 * * * *") == 300 and seconds("0 * * * *") == 3600
+    assert follow_window("30s") == (24.0, 2.0)          # polls 15 times an interval
+    assert follow_window("10s") == (8.0, 1.0)           # never more than once a second
+    assert follow_window("*/5 * * * *") == (240.0, 15.0)  # never less than every 15 s

@@ -25,15 +25,16 @@ def test_ingest_unknown_source_lists_the_known_ones():
     assert "unknown source(s): network_z" in proc.stderr and "network_a, network_b" in proc.stderr
 
 
-def test_ingest_batch_and_cycle_together_is_a_usage_error():
-    proc = run("ingest", "-s", "network_a", "--batch", "2", "--cycle")
-    assert proc.returncode == 2 and "give --batch or --cycle/--cycles, not both" in proc.stderr
+def test_ingest_batch_cycle_and_follow_exclude_each_other():
+    for args in (("--batch", "2", "--cycle"), ("--cycles", "2", "--follow", "10"), ("--batch", "2", "--follow", "5")):
+        proc = run("ingest", "-s", "network_a", *args)
+        assert proc.returncode == 2 and "give one of --batch, --cycle/--cycles and --follow" in proc.stderr, args
 
 
 def test_help_lists_every_command():
     out = run("--help").stdout
     for cmd in ("up", "down", "status", "logs", "doctor", "clean", "sql", "init", "ingest", "demo", "bench",
-                "contracts"):
+                "contracts", "marts"):
         assert f"  {cmd} " in out, cmd
 
 

@@ -1,7 +1,8 @@
 {#-
   Both networks as one long table: one row per source, station, metric and event time.
   A missing (null) reading is not an observation, so it has no row here; completeness in
-  fct_daily_state_indicators counts it as a gap.
+  fct_daily_state_indicators counts it as a gap. Every delivery is here (nothing is
+  deduplicated yet), so a later delivery with a null reading never hides an earlier value.
 -#}
 {%- for source, columns in network_metrics().items() %}
     {%- set metric_names = [] %}
@@ -23,7 +24,9 @@
         s.event_time_utc,
         s._batch_id,
         s._batch_number,
-        s._ingested_at
+        s._ingested_at,
+        s._cycle,
+        s._event_time
     from {{ ref('stg_' ~ source ~ '__observations') }} as s
     cross join
         unnest(

@@ -8,7 +8,7 @@ with quarantined as (
         select
             q._batch_id,
             r.reason
-        from {{ source('quarantine', src) }} as q
+        from {{ pinned_source('quarantine', src) }} as q
         cross join unnest(q.reasons) as r (reason)
         {%- if not loop.last %}
             union all

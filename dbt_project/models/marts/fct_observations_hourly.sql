@@ -23,14 +23,7 @@
     {#- A table built before the watermark column existed: every hour is recomputed once. -#}
     {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
     {%- if '_last_ingested_at' in columns -%}
-        {%- set watermark -%}
-            (
-                select
-                    coalesce(max(existing._last_ingested_at), timestamp '1970-01-01 00:00:00')
-                    - interval '{{ var("incremental_lookback_minutes") }}' minute
-                from {{ this }} as existing
-            )
-        {%- endset -%}
+        {%- set watermark = ingested_watermark('_last_ingested_at') -%}
     {%- endif -%}
     {%- set days_query -%}
         select distinct cast(date_trunc('day', event_time_utc) as varchar)
@@ -46,15 +39,7 @@ with observations as (
         date_trunc('hour', event_time_utc) as hour_utc
     from {{ ref('fct_observations') }}
     {%- if is_incremental() %}
-        where
-            {%- for day in touched_days %}
-                (
-                    event_time_utc >= timestamp '{{ day }}'
-                    and event_time_utc < timestamp '{{ day }}' + interval '1' day
-                ){% if not loop.last %} or{% endif %}
-            {%- else %}
-                false
-            {%- endfor %}
+        where {{ in_days('event_time_utc', touched_days) }}
     {%- endif %}
 )
 

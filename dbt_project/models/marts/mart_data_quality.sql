@@ -5,7 +5,7 @@
   joined with ' | ' (a reason may itself contain ';').
 -#}
 with audit as (
-    select * from {{ source('audit', 'ingestion_log') }}
+    select * from {{ pinned_source('audit', 'ingestion_log') }}
 ),
 
 reason_counts as (
@@ -31,15 +31,18 @@ unknown_stations as (
         count(*) as rows_unknown_station,
         array_join(array_sort(array_agg(distinct source_station_code)), ', ') as unknown_station_codes
     from (
+        -- distinct keys: a row repeated within one batch counts once
         select
             _batch_id,
-            source_station_code
+            source_station_code,
+            event_time_utc
         from {{ ref('stg_network_a__observations') }}
         where not is_known_station
-        union all
+        union distinct
         select
             _batch_id,
-            source_station_code
+            source_station_code,
+            event_time_utc
         from {{ ref('stg_network_b__observations') }}
         where not is_known_station
     )

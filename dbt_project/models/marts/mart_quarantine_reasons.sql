@@ -4,7 +4,7 @@
   quarantine_reasons, one row each, so a dashboard can group and filter them.
 -#}
 with audit as (
-    select * from {{ source('audit', 'ingestion_log') }}
+    select * from {{ pinned_source('audit', 'ingestion_log') }}
 ),
 
 reason_counts as (

@@ -1,10 +1,12 @@
 {#-
-  Network A (federal stations), one row per station code and event time.
-  Renames to the common names, converts the local time with its UTC offset to UTC, looks up
-  the canonical station, and keeps the latest delivery of each natural key.
+  Network A (federal stations), one row per delivered row of raw.
+  Renames to the common names, converts the local time with its UTC offset to UTC, and looks
+  up the canonical station. Nothing is deduplicated here: fct_observations keeps the latest
+  delivery of each key, so a filter on _ingested_at or _event_time reaches the raw scan
+  through this view (issue 13: a build reads what new batches touched, not all history).
 -#}
 with source as (
-    select * from {{ source('raw', 'network_a') }}
+    select * from {{ pinned_source('raw', 'network_a') }}
 ),
 
 renamed as (
@@ -22,16 +24,9 @@ renamed as (
         _group_number,
         _batch_number,
         _ingested_at,
-        coalesce(_cycle, 1) as _cycle
+        coalesce(_cycle, 1) as _cycle,
+        _event_time
     from source
-),
-
-deduplicated as (
-    {{ latest_delivery(
-        'renamed',
-        key_columns=['source_station_code', 'event_time_utc'],
-        value_columns=['pm25_ugm3', 'pm10_ugm3', 'o3_ppb', 'no2_ppb', 'temperature_c', 'relative_humidity_pct']
-    ) }}
 ),
 
 registry as (
@@ -54,6 +49,8 @@ select
     d._batch_id,
     d._group_number,
     d._batch_number,
-    d._ingested_at
-from deduplicated as d
+    d._ingested_at,
+    d._cycle,
+    d._event_time
+from renamed as d
 left join registry as r on d.source_station_code = r.source_code

@@ -1,11 +1,12 @@
 {#-
-  Network B (university IoT sensors), one row per device and event time.
+  Network B (university IoT sensors), one row per delivered row of raw.
   Renames to the common names and converts to the common units: epoch milliseconds to UTC,
   ozone ppm to ppb, Fahrenheit to Celsius, humidity as a fraction to %. Looks up the
-  canonical station and keeps the latest delivery of each natural key.
+  canonical station. Every delivered row stays: deduplication happens in fct_observations,
+  so a filter on _ingested_at or _event_time reaches the raw scan through this view.
 -#}
 with source as (
-    select * from {{ source('raw', 'network_b') }}
+    select * from {{ pinned_source('raw', 'network_b') }}
 ),
 
 renamed as (
@@ -22,16 +23,9 @@ renamed as (
         _group_number,
         _batch_number,
         _ingested_at,
-        coalesce(_cycle, 1) as _cycle
+        coalesce(_cycle, 1) as _cycle,
+        _event_time
     from source
-),
-
-deduplicated as (
-    {{ latest_delivery(
-        'renamed',
-        key_columns=['source_station_code', 'event_time_utc'],
-        value_columns=['pm25_ugm3', 'o3_ppb', 'temperature_c', 'relative_humidity_pct', 'battery_v']
-    ) }}
 ),
 
 registry as (
@@ -53,6 +47,8 @@ select
     d._batch_id,
     d._group_number,
     d._batch_number,
-    d._ingested_at
-from deduplicated as d
+    d._ingested_at,
+    d._cycle,
+    d._event_time
+from renamed as d
 left join registry as r on d.source_station_code = r.source_code

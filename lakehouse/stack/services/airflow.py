@@ -53,6 +53,8 @@ TASK_SECRETS = {
     "init": ("spark_connect_token", "catalog_db_password", "reader_s3_secret_key"),
     # dbt connects to Trino as `dbt`; its lock and the source checks use the catalog
     "dbt": ("trino_dbt_password", "catalog_db_password", "reader_s3_secret_key"),
+    # the same, plus init's (source tables created when missing, through Spark Connect)
+    "marts": ("trino_dbt_password", "catalog_db_password", "reader_s3_secret_key", "spark_connect_token"),
     # Spark Connect for raw/quarantine/audit, Trino (as `lakehouse`) for staging/intermediate/marts
     "maintain": ("spark_connect_token", "catalog_db_password", "reader_s3_secret_key",
                  "trino_lakehouse_password"),

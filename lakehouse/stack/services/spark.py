@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from lakehouse.settings import Settings
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+# warnings and errors only, plus the start-up line (Spark's default INFO is ~200 KB a minute)
+LOG_CONFIG = Path(__file__).resolve().parents[3] / "conf" / "spark" / "log4j2.properties"
 
 
 class Config(BaseModel):
@@ -105,7 +107,8 @@ def prepare(settings: Settings, say) -> None:
 
 def submit_args(settings: Settings) -> list[str]:
     return ["--class", SERVER_CLASS, "--name", "lakehouse-spark-connect", "--master", settings.spark_master,
-            "--driver-memory", settings.spark_driver_memory, "--properties-file", str(properties_file(settings))]
+            "--driver-memory", settings.spark_driver_memory, "--properties-file", str(properties_file(settings)),
+            "--driver-java-options", f"-Dlog4j2.configurationFile={LOG_CONFIG}"]
 
 
 def command(settings: Settings) -> list[str]:

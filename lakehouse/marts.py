@@ -1,0 +1,216 @@
+"""Coalesced mart builds: one dbt build for everything that arrived, none for nothing.
+
+`lakehouse marts update` is what the scheduler runs after batches commit (the `dbt_build`
+DAG). It
+1. waits for writes to settle: until no source table of dbt (every contract's raw and
+   quarantine table, and audit.ingestion_log) has committed for `settle` seconds, at most
+   `settle_max`, so the batches of both sources of one period share a build;
+2. takes the `dbt` lock, then reads the state of those tables: each one's current Iceberg
+   metadata location, from the catalog database (one query; every commit writes a new one),
+   plus a hash of the dbt project's files;
+3. compares it with the last successful build in the ledger (`lakehouse_dbt_builds`, in the
+   catalog database beside the locks): if nothing changed, it exits with SKIPPED (99), which
+   the DAG marks as skipped, in well under a second;
+4. otherwise builds, reading every source at the snapshot that was current just before
+   (var source_snapshots, macros/pinned_source.sql): a batch that commits during the build is
+   in none of its models and tests, never in some of them. It records the state it read
+   before the build, so such a batch costs one more build, and is never left out.
+
+A failed build is recorded too (for `lakehouse marts log`), but only successes count, so
+the next run covers everything since the last good build. Maintenance rewrites change a
+table's metadata too: the next run then rebuilds once, which is harmless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from lakehouse.errors import LakehouseError
+from lakehouse.paths import REPO_ROOT
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from lakehouse.settings import Settings
+
+SKIPPED = 99
+LEDGER = "lakehouse_dbt_builds"
+DBT_PROJECT = REPO_ROOT / "dbt_project"
+# What dbt reads from the project: a change to any of these is a reason to build again.
+_PROJECT_GLOBS = ("dbt_project.yml", "packages.yml", "models/**/*", "macros/**/*", "seeds/**/*",
+                  "tests/**/*", "snapshots/**/*")
+
+
+def source_tables(contracts) -> list[str]:
+    """The Iceberg tables dbt reads as sources, as `namespace.table`."""
+    tables = [f"{ns}.{c.table}" for c in contracts for ns in ("raw", "quarantine")]
+    return sorted(set(tables)) + ["audit.ingestion_log"]
+
+
+def project_hash(project: Path = DBT_PROJECT) -> str:
+    """A hash of the dbt project's own files (models, macros, seeds, tests, config)."""
+    digest = hashlib.sha256()
+    files = sorted({p for g in _PROJECT_GLOBS for p in project.glob(g) if p.is_file()})
+    for path in files:
+        digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _connect(settings: Settings) -> psycopg.Connection:
+    import psycopg
+
+    s = settings
+    return psycopg.connect(host=s.postgres_address, port=s.postgres_port, dbname=s.catalog_db,
+                           user=s.catalog_db_user, password=s.catalog_db_password.get_secret_value(),
+                           autocommit=True, connect_timeout=10, application_name="lakehouse marts")
+
+
+def table_state(conn: psycopg.Connection, settings: Settings, tables: list[str]) -> dict[str, str | None]:
+    """Each table's current metadata location (None: the table does not exist yet)."""
+    rows = conn.execute("SELECT table_namespace, table_name, metadata_location FROM iceberg_tables "
+                        "WHERE catalog_name = %s", (settings.catalog_name,)).fetchall()
+    current = {f"{ns}.{name}": loc for ns, name, loc in rows}
+    return {t: current.get(t) for t in tables}
+
+
+def settle(read: Callable[[], dict], quiet: float, limit: float, *, say: Callable[[str], None],
+           poll: float = 0.5) -> dict:
+    """Wait until `read()` has not changed for `quiet` seconds, or `limit` seconds passed."""
+    t0 = last_change = time.monotonic()
+    state = read()
+    while True:
+        now = time.monotonic()
+        if now - last_change >= quiet:
+            return state
+        if now - t0 >= limit:
+            say(f"sources still changing after {limit:.0f}s; building what is there now")
+            return state
+        time.sleep(min(poll, max(0.0, quiet - (now - last_change))) or poll)
+        new = read()
+        if new != state:
+            state, last_change = new, time.monotonic()
+
+
+def ensure_ledger(conn: psycopg.Connection) -> None:
+    conn.execute(f"""CREATE TABLE IF NOT EXISTS {LEDGER} (
+        id bigserial PRIMARY KEY,
+        started_at timestamptz NOT NULL,
+        finished_at timestamptz NOT NULL,
+        status text NOT NULL,
+        seconds double precision NOT NULL,
+        command text NOT NULL,
+        state jsonb NOT NULL)""")
+
+
+def last_success(conn: psycopg.Connection) -> tuple[datetime, dict] | None:
+    row = conn.execute(f"SELECT finished_at, state FROM {LEDGER} WHERE status = 'success' "
+                       "ORDER BY id DESC LIMIT 1").fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def record(conn: psycopg.Connection, started: datetime, status: str, seconds: float, command: str,
+           state: dict) -> None:
+    conn.execute(f"INSERT INTO {LEDGER} (started_at, finished_at, status, seconds, command, state) "
+                 "VALUES (%s, %s, %s, %s, %s, %s)",
+                 (started, datetime.now(timezone.utc), status, seconds, command, json.dumps(state)))
+
+
+def log(settings: Settings, limit: int = 20) -> list[tuple]:
+    """The newest ledger rows: finished_at, status, seconds, command, tables that changed."""
+    with _connect(settings) as conn:
+        ensure_ledger(conn)
+        rows = conn.execute(f"SELECT finished_at, status, seconds, command, state FROM {LEDGER} "
+                            "ORDER BY id DESC LIMIT %s", (limit + 1,)).fetchall()
+    out = []
+    for i, (finished, status, seconds, command, state) in enumerate(rows[:limit]):
+        before = next((r[4] for r in rows[i + 1:] if r[1] == "success"), {})
+        out.append((finished, status, seconds, command, changed_tables(state, before)))
+    return out
+
+
+def snapshots(settings: Settings, tables: list[str]) -> dict[str, int]:
+    """Each source table's current snapshot id (tables without one are left out). The build
+    reads every source at these (macros/pinned_source.sql), so all its models and tests see
+    the same batches, whatever commits meanwhile."""
+    from lakehouse.catalog import catalog
+
+    cat, out = catalog(settings), {}
+    for name in tables:
+        snapshot = cat.load_table(tuple(name.split("."))).metadata.current_snapshot_id
+        if snapshot is not None:
+            out[name] = snapshot
+    return out
+
+
+def with_vars(dbt_args: list[str], extra: dict) -> list[str]:
+    """`dbt_args` with `extra` merged into its --vars (added if it has none)."""
+    import yaml
+
+    args, given = list(dbt_args), {}
+    if "--vars" in args:
+        i = args.index("--vars")
+        if i + 1 >= len(args):
+            raise LakehouseError("--vars needs a value", "for example --vars '{aq_thresholds: {pm25: 25}}'")
+        given = yaml.safe_load(args[i + 1]) or {}
+        if not isinstance(given, dict):
+            raise LakehouseError(f"--vars {args[i + 1]!r} is not a mapping", "give --vars '{name: value}'")
+        del args[i:i + 2]
+    return [*args, "--vars", json.dumps({**given, **extra}, sort_keys=True)]
+
+
+def changed_tables(state: dict, before: dict) -> list[str]:
+    return sorted(k for k in state if state.get(k) != before.get(k))
+
+
+def update(settings: Settings, dbt_args: list[str], *, settle_seconds: float = 5.0,
+           settle_max_seconds: float = 20.0, force: bool = False,
+           say: Callable[[str], None] = print) -> int:
+    """Build the marts if a source table or the dbt project changed since the last successful
+    build; return 0 after a build, SKIPPED when nothing changed. A failed build raises."""
+    from lakehouse import dbt, locks
+    from lakehouse.contracts import load_all
+
+    tables = source_tables(load_all().values())
+    command = " ".join(["dbt", "build", *dbt_args])
+    with _connect(settings) as conn:
+        ensure_ledger(conn)
+
+        def read() -> dict:
+            return {**table_state(conn, settings, tables), "dbt_project": project_hash()}
+
+        if settle_seconds > 0:
+            settle(read, settle_seconds, settle_max_seconds, say=say)
+        with locks.hold(settings, "dbt", purpose="lakehouse marts update", say=say):
+            state = read()
+            previous = last_success(conn)
+            if previous and not force:
+                changed = changed_tables(state, previous[1])
+                if not changed:
+                    say(f"nothing changed since the build that finished at {previous[0]:%Y-%m-%d %H:%M:%S %Z} "
+                        f"({len(tables)} source tables and the dbt project unchanged); no build")
+                    return SKIPPED
+                say(f"changed since the last build: {', '.join(changed)}")
+            elif not previous:
+                say("no successful build recorded yet: building")
+            if any(state[t] is None for t in tables):
+                from lakehouse.demo import init_namespaces, init_source_tables
+
+                init_namespaces(settings)
+                init_source_tables(settings)
+                state = read()
+            dbt.require_sources(settings)
+            pins = snapshots(settings, tables)
+            started, t0 = datetime.now(timezone.utc), time.monotonic()
+            try:
+                dbt.run(settings, ["build", *with_vars(dbt_args, {"source_snapshots": pins})], hold_lock=False)
+            except LakehouseError:
+                record(conn, started, "failed", time.monotonic() - t0, command, state)
+                raise
+            record(conn, started, "success", time.monotonic() - t0, command, state)
+            say(f"built in {time.monotonic() - t0:.1f}s")
+    return 0

@@ -1,0 +1,76 @@
+"""The coalescing rules of `lakehouse marts update` that need no server: which tables count,
+when the sources have settled, and what makes the dbt project "changed". The build and skip
+themselves run against the real stack in tests/integration/test_dbt.py."""
+
+import itertools
+import time
+
+from lakehouse import marts
+from lakehouse.contracts import load_all
+
+
+def test_the_sources_are_every_contracts_raw_and_quarantine_table_and_the_audit_log():
+    tables = marts.source_tables(load_all().values())
+    assert tables[-1] == "audit.ingestion_log"
+    for contract in load_all().values():
+        assert {f"raw.{contract.table}", f"quarantine.{contract.table}"} <= set(tables)
+    assert len(tables) == len(set(tables)) == 2 * len(load_all()) + 1
+
+
+def test_settle_returns_once_the_state_stops_changing(monkeypatch):
+    clock = itertools.count(0.0, 0.5)
+    monkeypatch.setattr(time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    states = iter([{"t": 1}, {"t": 2}, {"t": 3}] + [{"t": 3}] * 100)
+    said = []
+    got = marts.settle(lambda: next(states), quiet=2.0, limit=60.0, say=said.append)
+    assert got == {"t": 3} and not said
+    assert next(states) == {"t": 3}  # it stopped reading once quiet, not at the limit
+
+
+def test_settle_gives_up_at_its_limit_and_says_so(monkeypatch):
+    clock = itertools.count(0.0, 0.5)
+    monkeypatch.setattr(time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    counter = itertools.count()
+    said = []
+    got = marts.settle(lambda: {"t": next(counter)}, quiet=2.0, limit=5.0, say=said.append)
+    assert got["t"] >= 1 and said == ["sources still changing after 5s; building what is there now"]
+
+
+def test_changed_tables_names_what_differs_including_a_new_table():
+    before = {"raw.a": "s3://m/1.json", "raw.b": "s3://m/2.json", "dbt_project": "h1"}
+    now = {"raw.a": "s3://m/1.json", "raw.b": "s3://m/3.json", "raw.c": "s3://m/4.json", "dbt_project": "h1"}
+    assert marts.changed_tables(now, before) == ["raw.b", "raw.c"]
+    assert marts.changed_tables(before, before) == []
+
+
+def test_the_project_hash_follows_the_models(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "dbt_project.yml").write_text("name: x\n")
+    (tmp_path / "models" / "m.sql").write_text("select 1")
+    first = marts.project_hash(tmp_path)
+    assert marts.project_hash(tmp_path) == first
+    (tmp_path / "models" / "m.sql").write_text("select 2")
+    assert marts.project_hash(tmp_path) != first
+    (tmp_path / "target").mkdir()  # dbt's own output is not the project
+    (tmp_path / "target" / "run_results.json").write_text("{}")
+    second = marts.project_hash(tmp_path)
+    (tmp_path / "target" / "run_results.json").write_text("{\"x\": 1}")
+    assert marts.project_hash(tmp_path) == second
+
+
+
+def test_the_snapshot_pins_are_merged_into_the_users_vars():
+    import json
+
+    import pytest
+
+    from lakehouse.errors import LakehouseError
+
+    pins = {"source_snapshots": {"raw.network_a": 7}}
+    assert marts.with_vars(["--exclude", "x"], pins) == ["--exclude", "x", "--vars", json.dumps(pins)]
+    merged = marts.with_vars(["--vars", "{aq_thresholds: {pm25: 25}}", "-s", "m"], pins)
+    assert merged[:2] == ["-s", "m"] and json.loads(merged[3]) == {"aq_thresholds": {"pm25": 25}, **pins}
+    with pytest.raises(LakehouseError, match="is not a mapping"):
+        marts.with_vars(["--vars", "[1, 2]"], pins)
