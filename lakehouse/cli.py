@@ -565,12 +565,21 @@ def bench_follow(period: float, cycles: int) -> None:
 @bench.command("airflow")
 @click.option("--baseline-batches", default=3, show_default=True,
               help="Batches run through the no-scheduler baseline (ingest, then dbt build).")
-def bench_airflow(baseline_batches: int) -> None:
+@click.option("--also-periods", default="", metavar="S,S,...",
+              help="Also run one scheduled cycle at each of these periods (seconds, each on a fresh "
+                   "stack) and report the lowest period with no missed batch.")
+def bench_airflow(baseline_batches: int, also_periods: str) -> None:
     """Airflow's queued-to-running overhead and batch-to-marts freshness over one cycle
     published every 30 s, against the same chain run without a scheduler."""
     from lakehouse.bench.airflow import run
 
-    run(baseline_batches)
+    try:
+        periods = tuple(float(x) for x in also_periods.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"{also_periods!r}: expected seconds like 20,15", param_hint="--also-periods")
+    if any(p < 10 for p in periods):
+        raise click.BadParameter("the ingestion schedule's shortest period is 10 s", param_hint="--also-periods")
+    run(baseline_batches, periods)
 
 
 def main() -> None:

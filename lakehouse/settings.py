@@ -70,7 +70,7 @@ class CoreSettings(BaseSettings):
     group_number: int = Field(1, ge=0)
 
     dbt_target: Literal["dev", "ci", "prod"] = "dev"
-    dbt_threads: int = Field(2, ge=1, le=16)
+    dbt_threads: int = Field(4, ge=1, le=16)
 
     min_free_disk_gb: float = Field(5, ge=0)
     min_free_memory_gb: float = Field(4, ge=0)

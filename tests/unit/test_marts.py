@@ -74,3 +74,9 @@ def test_the_snapshot_pins_are_merged_into_the_users_vars():
     assert merged[:2] == ["-s", "m"] and json.loads(merged[3]) == {"aq_thresholds": {"pm25": 25}, **pins}
     with pytest.raises(LakehouseError, match="is not a mapping"):
         marts.with_vars(["--vars", "[1, 2]"], pins)
+
+
+def test_the_lookback_is_the_one_the_build_will_use():
+    assert marts.lookback_minutes([]) == 60.0  # dbt_project.yml
+    assert marts.lookback_minutes(["--vars", "{incremental_lookback_minutes: 15}"]) == 15.0
+    assert marts.lookback_minutes(["--vars", "{aq_thresholds: {pm25: 25}}"]) == 60.0

@@ -17,13 +17,21 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='merge',
+    incremental_predicates=merge_window('event_time_utc'),
     unique_key=['station_id', 'metric', 'event_time_utc'],
     on_schema_change='fail',
     properties={'partitioning': "ARRAY['day(event_time_utc)']", 'format_version': '2'}
 ) }}
 
 {%- set touched_days = [] -%}
-{%- set watermark = ingested_watermark('_ingested_at') -%}
+{%- set watermark -%}
+    (
+        select
+            coalesce(max(existing._ingested_at), timestamp '1970-01-01 00:00:00')
+            - interval '{{ var("incremental_lookback_minutes") }}' minute
+        from {{ this }} as existing
+    )
+{%- endset -%}
 {#- The staging views, read directly: a query run while compiling can't use the ephemeral
     model (dbt inlines it only into the model's own SQL). -#}
 {%- for source in network_metrics() %}
@@ -44,7 +52,15 @@
 with observations as (
     select * from {{ ref('int_observations_unpivoted') }}
     {%- if is_incremental() %}
-        where {{ in_days('_event_time', touched_days) }}
+        where
+            {%- for day in touched_days %}
+                (
+                    _event_time >= timestamp '{{ day }}'
+                    and _event_time < timestamp '{{ day }}' + interval '1' day
+                ){% if not loop.last %} or{% endif %}
+            {%- else %}
+                false
+            {%- endfor %}
     {%- endif %}
 ),
 

@@ -12,6 +12,7 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='merge',
+    incremental_predicates=merge_window('hour_utc'),
     unique_key=['station_id', 'metric', 'hour_utc'],
     on_schema_change='append_new_columns',
     properties={'partitioning': "ARRAY['day(hour_utc)']", 'format_version': '2'}
@@ -23,7 +24,14 @@
     {#- A table built before the watermark column existed: every hour is recomputed once. -#}
     {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
     {%- if '_last_ingested_at' in columns -%}
-        {%- set watermark = ingested_watermark('_last_ingested_at') -%}
+        {%- set watermark -%}
+            (
+                select
+                    coalesce(max(existing._last_ingested_at), timestamp '1970-01-01 00:00:00')
+                    - interval '{{ var("incremental_lookback_minutes") }}' minute
+                from {{ this }} as existing
+            )
+        {%- endset -%}
     {%- endif -%}
     {%- set days_query -%}
         select distinct cast(date_trunc('day', event_time_utc) as varchar)
@@ -39,7 +47,15 @@ with observations as (
         date_trunc('hour', event_time_utc) as hour_utc
     from {{ ref('fct_observations') }}
     {%- if is_incremental() %}
-        where {{ in_days('event_time_utc', touched_days) }}
+        where
+            {%- for day in touched_days %}
+                (
+                    event_time_utc >= timestamp '{{ day }}'
+                    and event_time_utc < timestamp '{{ day }}' + interval '1' day
+                ){% if not loop.last %} or{% endif %}
+            {%- else %}
+                false
+            {%- endfor %}
     {%- endif %}
 )
 

@@ -79,7 +79,7 @@ class Config(BaseModel):
     airflow_fernet_key: SecretStr
     airflow_jwt_secret: SecretStr
     airflow_api_secret_key: SecretStr
-    airflow_parallelism: int = Field(2, ge=1, le=32)
+    airflow_parallelism: int = Field(4, ge=1, le=32)
     airflow_dags_paused: bool = False
 
     empty_airflow = empty_means_default("airflow_host")
