@@ -107,12 +107,19 @@ def _hourly_commits(settings) -> list[tuple[float, float]]:
     committed before it), `visible` is when its MERGE into fct_observations_hourly committed
     (the table's Iceberg snapshot within the build). A build that merged nothing into the
     hourly table has no such moment and is left out."""
-    from lakehouse.marts import LEDGER, _connect
+    from lakehouse.marts import LEDGER, _connect, ensure_ledger
     from lakehouse.trino import query
 
+    from trino.exceptions import TrinoUserError
+
+    try:
+        rows = query(settings, 'SELECT committed_at FROM marts."fct_observations_hourly$snapshots"')
+    except TrinoUserError:  # no build has created the table yet
+        return []
     commits = sorted(c.replace(tzinfo=timezone.utc).timestamp() if c.tzinfo is None else c.timestamp()
-                     for (c,) in query(settings, 'SELECT committed_at FROM marts."fct_observations_hourly$snapshots"'))
+                     for (c,) in rows)
     with _connect(settings) as conn:
+        ensure_ledger(conn)
         builds = conn.execute(f"SELECT started_at, finished_at FROM {LEDGER} WHERE status = 'success' "
                               "ORDER BY started_at").fetchall()
     out = []
