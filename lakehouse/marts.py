@@ -62,12 +62,10 @@ def project_hash(project: Path = DBT_PROJECT) -> str:
 
 
 def _connect(settings: Settings) -> psycopg.Connection:
-    import psycopg
+    """The catalog database, where the ledger sits beside the locks (same connection settings)."""
+    from lakehouse.locks import _connect as connect
 
-    s = settings
-    return psycopg.connect(host=s.postgres_address, port=s.postgres_port, dbname=s.catalog_db,
-                           user=s.catalog_db_user, password=s.catalog_db_password.get_secret_value(),
-                           autocommit=True, connect_timeout=10, application_name="lakehouse marts")
+    return connect(settings, "marts")
 
 
 def table_state(conn: psycopg.Connection, settings: Settings, tables: list[str]) -> dict[str, str | None]:
