@@ -246,13 +246,18 @@ def marts() -> None:
 @click.option("--settle-max", "settle_max_seconds", type=float, default=20.0, show_default=True,
               help="Wait at most this long for the sources to settle.")
 @click.option("--force", is_flag=True, help="Build even if nothing changed since the last build.")
+@click.option("--gate", is_flag=True,
+              help="One `dbt build` in dbt's order: each model's data tests run before its children, and a "
+                   "failure stops them. By default the models publish first and the data tests follow.")
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
-def marts_update(settle_seconds: float, settle_max_seconds: float, force: bool, dbt_args: tuple[str, ...]) -> None:
+def marts_update(settle_seconds: float, settle_max_seconds: float, force: bool, gate: bool,
+                 dbt_args: tuple[str, ...]) -> None:
     """`dbt build [DBT_ARGS]` if a source table (raw, quarantine, audit) or the dbt project
     changed since the last successful build; otherwise exit 99 at once ("skipped"). One build
-    covers every batch that committed before it started. Each build is recorded in the
-    ledger that `lakehouse marts log` prints. Example: `lakehouse marts update --
-    --exclude resource_type:unit_test`."""
+    covers every batch that committed before it started. The models are built first, then
+    their data tests, on the same snapshots of the sources (see --gate); a failed test fails
+    the command. Each build is recorded in the ledger that `lakehouse marts log` prints.
+    Example: `lakehouse marts update -- --exclude resource_type:unit_test`."""
     from lakehouse import marts as ledger
     from lakehouse.catalog import ensure_namespaces
     from lakehouse.stack import manager
@@ -261,7 +266,7 @@ def marts_update(settle_seconds: float, settle_max_seconds: float, force: bool, 
     manager.require(settings, "postgres", "minio", "trino")
     ensure_namespaces(settings)
     sys.exit(ledger.update(settings, list(dbt_args), settle_seconds=settle_seconds,
-                           settle_max_seconds=settle_max_seconds, force=force,
+                           settle_max_seconds=settle_max_seconds, force=force, gate=gate,
                            say=lambda m: click.echo(m, err=True)))
 
 

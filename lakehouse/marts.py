@@ -147,14 +147,18 @@ def snapshots(settings: Settings, tables: list[str]) -> dict[str, int]:
     return out
 
 
-def merge_from(settings: Settings, pins: dict[str, int], lookback_minutes: float) -> tuple[str, str] | None:
-    """(day, since): `since` is the older watermark of the two incremental marts minus the
-    lookback (raw rows ingested after it are the ones this build reads as new), and `day`
-    the earliest UTC day among those rows' events, read at the build's pinned snapshots.
-    The MERGEs then skip every partition of their own table before `day` (var merge_from,
-    macros/incremental_helpers.sql), and the staging tests look at rows ingested after
-    `since` only (var tests_since): a build costs what the new batches touch, not the
-    history. None when there is no incremental mart yet, or nothing new."""
+def merge_window(settings: Settings, pins: dict[str, int], lookback_minutes: float) -> dict | None:
+    """What the incremental marts of this build may change, read at its pinned snapshots:
+    - `tests_since`: the older watermark of the two incremental marts, minus the lookback.
+      Raw rows ingested after it are the ones this build reads as new, and the staging tests
+      look at those only (dbt_project.yml);
+    - `touched_days`: the UTC days (`YYYY-MM-DD`) of those rows' events. Both incremental
+      marts recompute only these days' partitions, instead of each looking them up again (a
+      scan of its input that cost seconds);
+    - `merge_from`: the first of those days. The MERGEs skip every partition of their own
+      table before it (macros/merge_window.sql).
+    So a build costs what the new batches touch, not the history. None when there is no
+    incremental mart yet: the models then look for themselves."""
     from lakehouse.trino import connect
 
     conn = connect(settings, user="dbt", password=settings.trino_dbt_password.get_secret_value())
@@ -173,13 +177,14 @@ def merge_from(settings: Settings, pins: dict[str, int], lookback_minutes: float
         since = cur.fetchall()[0][0]
         if since is None:
             return None
-        rows = " UNION ALL ".join(f"SELECT min(_event_time) AS t FROM {t} FOR VERSION AS OF {pins[t]} "
-                                  f"WHERE _ingested_at > TIMESTAMP '{since}'" for t in raw)
-        # a zone-less UTC day: the marts' event_time_utc and hour_utc are timestamps without zone
-        cur.execute(f"SELECT CAST(CAST(date_trunc('day', min(t) AT TIME ZONE 'UTC') AS timestamp(6)) AS varchar) "
-                    f"FROM ({rows})")
-        day = cur.fetchall()[0][0]
-        return None if day is None else (day, since)
+        # UTC days, written as dates: the marts' event_time_utc and hour_utc have no zone
+        rows = " UNION ".join(f"SELECT DISTINCT CAST(CAST(_event_time AT TIME ZONE 'UTC' AS date) AS varchar) AS d "
+                              f"FROM {t} FOR VERSION AS OF {pins[t]} WHERE _ingested_at > TIMESTAMP '{since}'"
+                              for t in raw)
+        cur.execute(f"SELECT d FROM ({rows}) ORDER BY d")
+        days = [r[0] for r in cur.fetchall()]
+        # no new raw rows (only quarantine or the audit log changed): nothing to merge
+        return {"touched_days": days, "tests_since": since, **({"merge_from": days[0]} if days else {})}
     finally:
         conn.close()
 
@@ -212,15 +217,44 @@ def with_vars(dbt_args: list[str], extra: dict) -> list[str]:
     return [*args, "--vars", json.dumps({**given, **extra}, sort_keys=True)]
 
 
+def seeds_changed(state: dict, previous: tuple[datetime, dict] | None) -> bool:
+    """Whether the seeds need loading: no successful build yet, or the dbt project changed
+    (the seeds are its files). Otherwise the seed tables hold what the last build loaded."""
+    return previous is None or previous[1].get("dbt_project") != state.get("dbt_project")
+
+
+def build_phases(args: list[str], *, gate: bool = False, seeds: bool = True) -> list[tuple[str, list[str]]]:
+    """The dbt build invocations of one mart build, each with a name, in order.
+
+    By default the models publish first and the data tests follow, in a second invocation
+    that reads the same pinned snapshots (var source_snapshots) and the tables just built:
+    - the marts are fresh as soon as the models are built, not after 68 tests;
+    - a failing data test still fails the build (the scheduler's task goes red, and the
+      ledger records a failure, so the next run builds and tests again), but the models
+      downstream of it have been published by then.
+    Rows that break the contract never get that far: ingestion quarantines them. The data
+    tests are the second line (staging, the marts' keys, the reconciliation of raw to marts).
+    `gate=True` keeps dbt's own order instead, one invocation in which each model's tests
+    run before its children, which a failure skips: slower, but nothing past a failed test
+    is published. Unit tests run with the models (before each one), in both modes.
+    Seeds are left out when `seeds` is False: they load only when the project changed."""
+    skip_seeds = [] if seeds else ["--exclude-resource-type", "seed"]
+    if gate:
+        return [("build", [*args, *skip_seeds])]
+    return [("models", [*args, "--exclude-resource-type", "test", *skip_seeds]),
+            ("data tests", [*args, "--resource-type", "test"])]
+
+
 def changed_tables(state: dict, before: dict) -> list[str]:
     return sorted(k for k in state if state.get(k) != before.get(k))
 
 
 def update(settings: Settings, dbt_args: list[str], *, settle_seconds: float = 5.0,
-           settle_max_seconds: float = 20.0, force: bool = False,
+           settle_max_seconds: float = 20.0, force: bool = False, gate: bool = False,
            say: Callable[[str], None] = print) -> int:
     """Build the marts if a source table or the dbt project changed since the last successful
-    build; return 0 after a build, SKIPPED when nothing changed. A failed build raises."""
+    build; return 0 after a build, SKIPPED when nothing changed. A failed build raises.
+    `gate`: one `dbt build`, each model's data tests before its children (build_phases)."""
     from lakehouse import dbt, locks
     from lakehouse.contracts import load_all
 
@@ -256,13 +290,19 @@ def update(settings: Settings, dbt_args: list[str], *, settle_seconds: float = 5
             started, t0 = datetime.now(timezone.utc), time.monotonic()  # before the pins: a lower bound
             pins = snapshots(settings, tables)
             extra = {"source_snapshots": pins}
-            window = merge_from(settings, pins, lookback_minutes(dbt_args))
-            if window is not None:
-                extra["merge_from"], extra["tests_since"] = window
+            extra.update(merge_window(settings, pins, lookback_minutes(dbt_args)) or {})
+            args, phase = with_vars(dbt_args, extra), ""
             try:
-                dbt.run(settings, ["build", *with_vars(dbt_args, extra)], hold_lock=False)
-            except LakehouseError:
+                seeds = "--full-refresh" in args or seeds_changed(state, previous)
+                for phase, phase_args in build_phases(args, gate=gate, seeds=seeds):
+                    t_phase = time.monotonic()
+                    dbt.run(settings, ["build", *phase_args], hold_lock=False)
+                    say(f"{phase}: {time.monotonic() - t_phase:.1f}s")
+            except LakehouseError as exc:
                 record(conn, started, "failed", time.monotonic() - t0, command, state)
+                if phase == "data tests":
+                    raise LakehouseError(f"the marts were built, but their data tests failed: {exc.message}",
+                                         exc.hint) from exc
                 raise
             record(conn, started, "success", time.monotonic() - t0, command, state)
             say(f"built in {time.monotonic() - t0:.1f}s")

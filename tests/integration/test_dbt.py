@@ -34,6 +34,19 @@ def run_results() -> dict:
     return json.loads((dbt.latest_target() / "run_results.json").read_text())
 
 
+def dbt_runs() -> set:
+    return set((dbt.DBT_PROJECT / "target" / "runs").iterdir())
+
+
+def results_since(before: set) -> dict:
+    """The results of every dbt invocation since `before` (dbt_runs()), as one run: a mart
+    build is two (the models, then their data tests)."""
+    new = sorted(dbt_runs() - before, key=lambda p: p.stat().st_mtime)
+    runs = [json.loads((p / "run_results.json").read_text()) for p in new if (p / "run_results.json").exists()]
+    assert runs, "no dbt invocation since the update started"
+    return {"results": [r for run in runs for r in run["results"]], "runs": runs}
+
+
 @pytest.fixture(scope="module")
 def cycle(warehouse, spark, tmp_path_factory):
     """The warehouse's batches (as the generator made them), then BATCHES more batches of
@@ -54,6 +67,7 @@ def cycle(warehouse, spark, tmp_path_factory):
                 assert result.status == "committed" and result.batch_number == batch, result.line()
             # as the dbt_build DAG does it; after the last batch, two at once (as two queued
             # runs would): one builds, the other waits for the dbt lock and then has nothing to do
+            before = dbt_runs()
             twins = [subprocess.Popen(LAKEHOUSE + ["marts", "update", "--settle", "0"], text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                      for _ in range(2 if batch == BATCHES else 1)]
@@ -61,7 +75,7 @@ def cycle(warehouse, spark, tmp_path_factory):
             assert sorted(rc for rc, _, _ in outs) == ([0, 99] if len(outs) == 2 else [0]), outs
             built = next(o for o in outs if o[0] == 0)
             assert "Completed successfully" in built[1], built[1][-3000:]
-            builds.append(run_results())
+            builds.append(results_since(before))
             updates.append(outs)
             sim.next_batch()
     finally:
@@ -91,6 +105,14 @@ def test_marts_update_builds_once_per_change_and_skips_the_rest(cycle):
     # the --full-refresh after the cycle went around the ledger; the sources did not change
     proc = lakehouse("marts", "update", "--settle", "0", check=False)
     assert proc.returncode == 99 and "nothing changed since the build" in proc.stderr, proc.stderr
+    # each build: the models first, then every data test in a second invocation; the seeds
+    # load only when the project is new to the ledger (at most the first of these builds)
+    for i, build in enumerate(cycle["builds"]):
+        models, tests = build["runs"]
+        kinds = [{r["unique_id"].split(".")[0] for r in run["results"]} for run in (models, tests)]
+        assert kinds[0] <= {"model", "seed", "unit_test"} and "model" in kinds[0], kinds
+        assert kinds[1] == {"test"} and len(tests["results"]) > 20, kinds
+        assert i == 0 or "seed" not in kinds[0], (i, kinds)
     log = lakehouse("marts", "log", "-n", "2").stdout.splitlines()
     assert len(log) == 2 and all(" success " in line for line in log), log
     assert "raw.network_a" in log[0] and "raw.network_b" in log[0], log
@@ -135,8 +157,8 @@ def test_fct_observations_was_merged_by_the_per_batch_builds_and_created_by_the_
         assert f"merge into {target}" in response["query"].lower(), response["query"][:500]
         assert response["_message"].startswith("MERGE"), response
     full = _node(cycle["full"], "model.lakehouse.fct_observations")["adapter_response"]
-    # a full refresh builds the table whole (as fct_observations__dbt_tmp, then renamed)
-    assert f"create table {target[:-1]}" in full["query"].lower() and "merge into" not in full["query"].lower()
+    # a full refresh builds the table whole, replacing it in one commit (readers never miss it)
+    assert f"create or replace table {target}" in full["query"].lower() and "merge into" not in full["query"].lower()
     assert full["_message"].startswith("CREATE TABLE"), full
 
 

@@ -80,3 +80,27 @@ def test_the_lookback_is_the_one_the_build_will_use():
     assert marts.lookback_minutes([]) == 60.0  # dbt_project.yml
     assert marts.lookback_minutes(["--vars", "{incremental_lookback_minutes: 15}"]) == 15.0
     assert marts.lookback_minutes(["--vars", "{aq_thresholds: {pm25: 25}}"]) == 60.0
+
+
+def test_a_build_publishes_the_models_then_runs_the_data_tests_on_the_same_vars():
+    args = ["--exclude", "resource_type:unit_test", "--vars", '{"source_snapshots": {"raw.a": 1}}']
+    phases = marts.build_phases(args)
+    assert [name for name, _ in phases] == ["models", "data tests"]
+    models, tests = (a for _, a in phases)
+    assert models == [*args, "--exclude-resource-type", "test"]
+    assert tests == [*args, "--resource-type", "test"]
+
+
+def test_the_gate_keeps_one_build_in_dbts_order():
+    assert marts.build_phases(["--select", "fct_observations"], gate=True) == [
+        ("build", ["--select", "fct_observations"])]
+
+
+def test_seeds_load_only_when_the_project_changed_or_nothing_was_built():
+    state = {"raw.a": "s3://m/1.json", "dbt_project": "abc"}
+    assert marts.seeds_changed(state, None)
+    assert not marts.seeds_changed(state, (None, {"raw.a": "s3://m/0.json", "dbt_project": "abc"}))
+    assert marts.seeds_changed(state, (None, {"raw.a": "s3://m/1.json", "dbt_project": "old"}))
+    models, _ = marts.build_phases([], seeds=False)
+    assert models[1] == ["--exclude-resource-type", "test", "--exclude-resource-type", "seed"]
+    assert marts.build_phases([], gate=True, seeds=False) == [("build", ["--exclude-resource-type", "seed"])]

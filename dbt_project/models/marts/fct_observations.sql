@@ -4,9 +4,11 @@
   networks report a key, the source listed first in var source_precedence wins.
 
   Incremental, and its cost follows the new batches rather than the history:
-  1. the days holding rows ingested since this table's newest row (minus a lookback, so a
-     batch that committed late is not missed) are looked up first; the filter on
-     _ingested_at reaches raw's scan, where each batch's files carry one _ingested_at;
+  1. the UTC days holding rows ingested since this table's newest row (minus a lookback, so
+     a batch that committed late is not missed) are looked up first; the filter on
+     _ingested_at reaches raw's scan, where each batch's files carry one _ingested_at.
+     `lakehouse marts update` has looked them up already, and passes them (var
+     touched_days);
   2. only those days' partitions of raw are read (raw is partitioned by day(_event_time)),
      and every key in them is ranked over all its deliveries, which share its day;
   3. the winners ingested since the watermark are merged. A winner older than that is
@@ -40,13 +42,17 @@
 {%- if is_incremental() and execute -%}
     {%- set days_query -%}
         {%- for source in network_metrics() %}
-            select distinct cast(date_trunc('day', _event_time) as varchar) as day_utc
+            select distinct cast(cast(_event_time at time zone 'UTC' as date) as varchar) as day_utc
             from {{ ref('stg_' ~ source ~ '__observations') }}
             where _ingested_at > {{ watermark }}
             {% if not loop.last %}union{% endif %}
         {%- endfor %}
     {%- endset -%}
-    {%- set touched_days = run_query(days_query).columns[0].values() | list -%}
+    {#- `lakehouse marts update` passes the days it already looked up (var touched_days) -#}
+    {%- set touched_days = var('touched_days', none) -%}
+    {%- if touched_days is none -%}
+        {%- set touched_days = run_query(days_query).columns[0].values() | list -%}
+    {%- endif -%}
 {%- endif %}
 
 with observations as (
@@ -55,8 +61,8 @@ with observations as (
         where
             {%- for day in touched_days %}
                 (
-                    _event_time >= timestamp '{{ day }}'
-                    and _event_time < timestamp '{{ day }}' + interval '1' day
+                    _event_time >= timestamp '{{ day }} 00:00:00 UTC'
+                    and _event_time < timestamp '{{ day }} 00:00:00 UTC' + interval '1' day
                 ){% if not loop.last %} or{% endif %}
             {%- else %}
                 false

@@ -34,11 +34,16 @@
         {%- endset -%}
     {%- endif -%}
     {%- set days_query -%}
-        select distinct cast(date_trunc('day', event_time_utc) as varchar)
+        select distinct cast(cast(event_time_utc as date) as varchar)
         from {{ ref('fct_observations') }}
         where _ingested_at > {{ watermark }}
     {%- endset -%}
-    {%- set touched_days = run_query(days_query).columns[0].values() | list -%}
+    {#- `lakehouse marts update` passes the days of every row it reads as new (var
+        touched_days): a superset of this table's touched days, found without a scan -#}
+    {%- set touched_days = var('touched_days', none) -%}
+    {%- if touched_days is none -%}
+        {%- set touched_days = run_query(days_query).columns[0].values() | list -%}
+    {%- endif -%}
 {%- endif %}
 
 with observations as (
