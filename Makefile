@@ -123,6 +123,10 @@ bench-airflow: install ## Benchmark: Airflow's queued->running overhead and batc
 bench-follow: install ## Benchmark: missed batches and publication->commit lag, 2 sources every 10 s while dbt builds run
 	@$(LH) bench follow
 
+.PHONY: bench-cpu
+bench-cpu: install ## Benchmark: CPU of the whole platform per 5-minute period (2 sources), vs the scheduler stopped (~35 min)
+	@$(LH) bench cpu
+
 .PHONY: bench-ingest
 bench-ingest: install ## Benchmark: ingest 10k/100k/1M rows end to end, against pyarrow JSON -> Parquet
 	@$(LH) bench ingest

@@ -587,6 +587,20 @@ def bench_airflow(baseline_batches: int, also_periods: str) -> None:
     run(baseline_batches, periods)
 
 
+@bench.command("cpu")
+@click.option("--periods", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Windows of one period to measure, in each of the two runs (the median is reported).")
+@click.option("--period", default=300.0, show_default=True, type=click.FloatRange(min=10),
+              help="Seconds between batches: the simulator's period and the ingestion DAGs' schedule.")
+def bench_cpu(periods: int, period: float) -> None:
+    """CPU used by the whole platform per publication period (two sources, a batch every
+    5 minutes by default), against the same stack with the scheduler stopped. Takes
+    2 x PERIODS x PERIOD seconds, plus the stack's start."""
+    from lakehouse.bench.cpu import run
+
+    run(periods, period)
+
+
 def main() -> None:
     try:
         cli(standalone_mode=False)
