@@ -162,6 +162,46 @@ def run(settings: Settings, args: list[str], *, check: bool = True, capture: boo
     return proc
 
 
+class PhaseFailed(LakehouseError):
+    """A phase of `run_phases` failed; `phase` is its name."""
+
+    def __init__(self, phase: str, message: str, hint: str | None = None):
+        super().__init__(message, hint)
+        self.phase = phase
+
+
+def run_phases(settings: Settings, parse_args: list[str], phases: list[tuple[str, list[str]]], *,
+               project: Path = DBT_PROJECT) -> None:
+    """Run dbt commands in order in one dbt process that parses the project once
+    (lakehouse/dbt_phases.py), each in a target folder of its own, until one fails; the
+    caller holds the `dbt` lock. `parse_args` must carry whatever the phases share that
+    parsing reads (their --vars). A failure raises, naming the phase and its failed nodes."""
+    if project == DBT_PROJECT and sync_sources(settings):
+        print(f"regenerated {SOURCES_FILE.relative_to(REPO_ROOT)} from the contracts", file=sys.stderr)
+    targets = [new_target(project) for _ in phases]
+    spec = {"parse": [*parse_args, "--target-path", str(targets[0]), "--log-path", str(targets[0])],
+            "phases": [{"name": name, "args": [*args, "--target-path", str(t), "--log-path", str(t)]}
+                       for (name, args), t in zip(phases, targets)]}
+    spec_file = targets[0] / "phases.json"
+    spec_file.write_text(json.dumps(spec))
+    proc = subprocess.run([sys.executable, "-m", "lakehouse.dbt_phases", str(spec_file)], cwd=project,
+                          env={**dbt_env(settings, project), "PYTHONPATH": str(REPO_ROOT)}, text=True)
+    ran = targets[:proc.returncode] if 0 < proc.returncode <= len(phases) else targets
+    for target in ran:
+        if (target / "run_results.json").exists():
+            _publish(target, project)
+    if proc.returncode == 0:
+        return
+    if proc.returncode > len(phases):
+        raise LakehouseError(f"dbt could not parse the project (exit {proc.returncode})",
+                             f"read dbt's output above; its log is {targets[0] / 'dbt.log'}")
+    name, args = phases[proc.returncode - 1]
+    target = targets[proc.returncode - 1]
+    details = failure_details(settings, target / "run_results.json")
+    raise PhaseFailed(name, f"dbt {' '.join(args)} ({name}) failed" + (f":\n{details}" if details else ""),
+                      f"read dbt's output above; its log is {target / 'dbt.log'}")
+
+
 def failed_nodes(run_results: Path | None = None) -> list[dict]:
     run_results = run_results or latest_target() / "run_results.json"
     if not run_results.exists():

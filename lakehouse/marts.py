@@ -223,12 +223,18 @@ def seeds_changed(state: dict, previous: tuple[datetime, dict] | None) -> bool:
     return previous is None or previous[1].get("dbt_project") != state.get("dbt_project")
 
 
+FIRST = "tag:publish_first"  # models whose freshness matters most (the hourly time series)
+_SELECTING = ("--select", "-s", "--models", "-m", "--selector")
+
+
 def build_phases(args: list[str], *, gate: bool = False, seeds: bool = True) -> list[tuple[str, list[str]]]:
     """The dbt build invocations of one mart build, each with a name, in order.
 
-    By default the models publish first and the data tests follow, in a second invocation
+    By default the models publish first and the data tests follow, in a later invocation
     that reads the same pinned snapshots (var source_snapshots) and the tables just built:
-    - the marts are fresh as soon as the models are built, not after 68 tests;
+    - the marts are fresh as soon as the models are built, not after 68 tests. The models
+      tagged `publish_first` (the hourly time series) and everything they read go before
+      the other marts, which would otherwise share the 2 cores with them;
     - a failing data test still fails the build (the scheduler's task goes red, and the
       ledger records a failure, so the next run builds and tests again), but the models
       downstream of it have been published by then.
@@ -236,13 +242,29 @@ def build_phases(args: list[str], *, gate: bool = False, seeds: bool = True) -> 
     tests are the second line (staging, the marts' keys, the reconciliation of raw to marts).
     `gate=True` keeps dbt's own order instead, one invocation in which each model's tests
     run before its children, which a failure skips: slower, but nothing past a failed test
-    is published. Unit tests run with the models (before each one), in both modes.
+    is published. Unit tests run with the models (before each one), in both modes. A
+    build given its own selection (--select) builds that selection's models in one phase.
     Seeds are left out when `seeds` is False: they load only when the project changed."""
     skip_seeds = [] if seeds else ["--exclude-resource-type", "seed"]
     if gate:
         return [("build", [*args, *skip_seeds])]
-    return [("models", [*args, "--exclude-resource-type", "test", *skip_seeds]),
-            ("data tests", [*args, "--resource-type", "test"])]
+    no_tests = ["--exclude-resource-type", "test", *skip_seeds]
+    tests = ("data tests", [*args, "--resource-type", "test"])
+    if any(a in _SELECTING or a.startswith(tuple(f"{s}=" for s in _SELECTING)) for a in args):
+        return [("models", [*args, *no_tests]), tests]
+    return [("models first", [*args, "--select", f"+{FIRST}", *no_tests]),
+            ("other models", [*args, "--exclude", f"+{FIRST}", *no_tests]),
+            tests]
+
+
+def parse_args(args: list[str]) -> list[str]:
+    """What of a build's args parsing reads: --vars (a var can set a model's config) and the
+    profile's target."""
+    out = []
+    for flag in ("--vars", "--target", "-t", "--profile"):
+        if flag in args and args.index(flag) + 1 < len(args):
+            out += [flag, args[args.index(flag) + 1]]
+    return out
 
 
 def changed_tables(state: dict, before: dict) -> list[str]:
@@ -291,16 +313,14 @@ def update(settings: Settings, dbt_args: list[str], *, settle_seconds: float = 5
             pins = snapshots(settings, tables)
             extra = {"source_snapshots": pins}
             extra.update(merge_window(settings, pins, lookback_minutes(dbt_args)) or {})
-            args, phase = with_vars(dbt_args, extra), ""
+            args = with_vars(dbt_args, extra)
+            seeds = "--full-refresh" in args or seeds_changed(state, previous)
+            phases = [(name, ["build", *a]) for name, a in build_phases(args, gate=gate, seeds=seeds)]
             try:
-                seeds = "--full-refresh" in args or seeds_changed(state, previous)
-                for phase, phase_args in build_phases(args, gate=gate, seeds=seeds):
-                    t_phase = time.monotonic()
-                    dbt.run(settings, ["build", *phase_args], hold_lock=False)
-                    say(f"{phase}: {time.monotonic() - t_phase:.1f}s")
+                dbt.run_phases(settings, parse_args(args), phases)
             except LakehouseError as exc:
                 record(conn, started, "failed", time.monotonic() - t0, command, state)
-                if phase == "data tests":
+                if isinstance(exc, dbt.PhaseFailed) and exc.phase == "data tests":
                     raise LakehouseError(f"the marts were built, but their data tests failed: {exc.message}",
                                          exc.hint) from exc
                 raise

@@ -82,13 +82,22 @@ def test_the_lookback_is_the_one_the_build_will_use():
     assert marts.lookback_minutes(["--vars", "{aq_thresholds: {pm25: 25}}"]) == 60.0
 
 
-def test_a_build_publishes_the_models_then_runs_the_data_tests_on_the_same_vars():
+def test_a_build_publishes_the_first_models_then_the_others_then_runs_the_data_tests():
     args = ["--exclude", "resource_type:unit_test", "--vars", '{"source_snapshots": {"raw.a": 1}}']
     phases = marts.build_phases(args)
-    assert [name for name, _ in phases] == ["models", "data tests"]
-    models, tests = (a for _, a in phases)
-    assert models == [*args, "--exclude-resource-type", "test"]
+    assert [name for name, _ in phases] == ["models first", "other models", "data tests"]
+    first, other, tests = (a for _, a in phases)
+    assert first == [*args, "--select", "+tag:publish_first", "--exclude-resource-type", "test"]
+    assert other == [*args, "--exclude", "+tag:publish_first", "--exclude-resource-type", "test"]
     assert tests == [*args, "--resource-type", "test"]
+    assert marts.parse_args(args) == ["--vars", '{"source_snapshots": {"raw.a": 1}}']
+
+
+def test_a_users_selection_is_built_in_one_models_phase():
+    for args in (["--select", "fct_observations"], ["-s", "dim_stations"], ["--select=dim_stations"]):
+        phases = marts.build_phases(args)
+        assert [name for name, _ in phases] == ["models", "data tests"], args
+        assert phases[0][1] == [*args, "--exclude-resource-type", "test"]
 
 
 def test_the_gate_keeps_one_build_in_dbts_order():
@@ -101,6 +110,13 @@ def test_seeds_load_only_when_the_project_changed_or_nothing_was_built():
     assert marts.seeds_changed(state, None)
     assert not marts.seeds_changed(state, (None, {"raw.a": "s3://m/0.json", "dbt_project": "abc"}))
     assert marts.seeds_changed(state, (None, {"raw.a": "s3://m/1.json", "dbt_project": "old"}))
-    models, _ = marts.build_phases([], seeds=False)
-    assert models[1] == ["--exclude-resource-type", "test", "--exclude-resource-type", "seed"]
+    phases = marts.build_phases([], seeds=False)
+    assert all(a[-2:] == ["--exclude-resource-type", "seed"] for _, a in phases[:2])
     assert marts.build_phases([], gate=True, seeds=False) == [("build", ["--exclude-resource-type", "seed"])]
+
+
+def test_the_publish_first_tag_selects_the_hourly_mart():
+    import yaml
+
+    doc = yaml.safe_load((marts.DBT_PROJECT / "models" / "marts" / "fct_observations_hourly.yml").read_text())
+    assert marts.FIRST.removeprefix("tag:") in doc["models"][0]["config"]["tags"]
