@@ -97,17 +97,19 @@ def run(periods: int = 3, period: float = PERIOD) -> list[str]:
     _restart_cycle(settings, group)
     idle = _windows(settings, periods, period)
 
-    say(f"- ours: {SCHEDULER} started, {', '.join(DAGS)} unpaused, the cycle of group {group + 1} restarted")
+    # the DAGs ingest the group of the stack's environment: restart its cycle again, so the
+    # batches the baseline published unread are not recorded as missed in these windows
+    say(f"- ours: {SCHEDULER} started, {', '.join(DAGS)} unpaused, the cycle of group {group} restarted")
     rpc.supervisor.startProcess(SCHEDULER, True)
     for dag in DAGS:
         _cli("airflow", "dags", "unpause", dag)
-    _restart_cycle(settings, group + 1)
+    since = _restart_cycle(settings, group)
     busy = _windows(settings, periods, period)
     for dag in DAGS:
         _cli("airflow", "dags", "pause", dag, check=False)
     from lakehouse.bench.airflow import _committed
 
-    batches = len(_committed(settings, group + 1))
+    batches = sum(1 for at in _committed(settings, group).values() if at >= since)
 
     ours = statistics.median(sum(w.values()) for w in busy)
     base = statistics.median(sum(w.values()) for w in idle)
