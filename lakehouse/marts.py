@@ -77,9 +77,12 @@ def table_state(conn: psycopg.Connection, settings: Settings, tables: list[str])
 
 
 def settle(read: Callable[[], dict], quiet: float, limit: float, *, say: Callable[[str], None],
-           poll: float = 0.5) -> dict:
-    """Wait until `read()` has not changed for `quiet` seconds, or `limit` seconds passed."""
-    t0 = last_change = time.monotonic()
+           poll: float = 0.5, quiet_for: float = 0.0) -> dict:
+    """Wait until `read()` has not changed for `quiet` seconds, or `limit` seconds passed.
+    `quiet_for`: how long the state had been unchanged already when called (the age of the
+    newest commit): a run that started long after the last batch builds at once."""
+    t0 = time.monotonic()
+    last_change = t0 - max(0.0, quiet_for)
     state = read()
     while True:
         now = time.monotonic()
@@ -92,6 +95,20 @@ def settle(read: Callable[[], dict], quiet: float, limit: float, *, say: Callabl
         new = read()
         if new != state:
             state, last_change = new, time.monotonic()
+
+
+def seconds_since_last_commit(settings: Settings, tables: list[str]) -> float:
+    """Age of the newest commit among `tables` (their Iceberg metadata's last update), from
+    the catalog; 0 when none exists yet."""
+    from lakehouse.catalog import catalog
+
+    cat, newest = catalog(settings), None
+    for name in tables:
+        ident = tuple(name.split("."))
+        if cat.table_exists(ident):
+            updated = cat.load_table(ident).metadata.last_updated_ms / 1000
+            newest = updated if newest is None else max(newest, updated)
+    return 0.0 if newest is None else max(0.0, time.time() - newest)
 
 
 def ensure_ledger(conn: psycopg.Connection) -> None:
@@ -289,7 +306,8 @@ def update(settings: Settings, dbt_args: list[str], *, settle_seconds: float = 5
             return {**table_state(conn, settings, tables), "dbt_project": project_hash()}
 
         if settle_seconds > 0:
-            settle(read, settle_seconds, settle_max_seconds, say=say)
+            settle(read, settle_seconds, settle_max_seconds, say=say,
+                   quiet_for=seconds_since_last_commit(settings, tables))
         with locks.hold(settings, "dbt", purpose="lakehouse marts update", say=say):
             state = read()
             previous = last_success(conn)

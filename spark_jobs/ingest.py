@@ -530,6 +530,12 @@ class Ingestor:
         wap_id = f"{key}#{batch_id}"
         if batch_id not in staged:
             writer = (df.writeTo(table)
+                        # one batch is small: each task writes its rows where they belong
+                        # (a file per partition it meets) instead of shuffling them by
+                        # partition first, a stage of its own per write (Iceberg's default
+                        # for partitioned tables, `hash`)
+                        .option("distribution-mode", "none")
+                        .option("fanout-enabled", "true")
                         .option(f"snapshot-property.{KEY_PROP}", key)
                         .option(f"snapshot-property.{ID_PROP}", batch_id))
             for name, value in props.items():

@@ -28,6 +28,19 @@ def test_settle_returns_once_the_state_stops_changing(monkeypatch):
     assert next(states) == {"t": 3}  # it stopped reading once quiet, not at the limit
 
 
+def test_settle_returns_at_once_when_the_last_commit_is_older_than_the_quiet_time(monkeypatch):
+    clock = itertools.count(0.0, 0.5)
+    monkeypatch.setattr(time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    reads = []
+    got = marts.settle(lambda: reads.append(1) or {"t": 1}, quiet=5.0, limit=60.0, say=print, quiet_for=12.0)
+    assert got == {"t": 1} and len(reads) == 1
+    # a commit 3 s ago: 2 s more of quiet are needed, not 5
+    reads.clear()
+    marts.settle(lambda: reads.append(1) or {"t": 1}, quiet=5.0, limit=60.0, say=print, quiet_for=3.0)
+    assert 1 < len(reads) <= 4
+
+
 def test_settle_gives_up_at_its_limit_and_says_so(monkeypatch):
     clock = itertools.count(0.0, 0.5)
     monkeypatch.setattr(time, "monotonic", lambda: next(clock))
