@@ -4,7 +4,8 @@
 DAG). It
 1. waits for writes to settle: until no source table of dbt (every contract's raw and
    quarantine table, and audit.ingestion_log) has committed for `settle` seconds, at most
-   `settle_max`, so the batches of both sources of one period share a build;
+   `settle_max`, so the batches of both sources of one period share a build (counted from
+   the newest commit: a run that waited behind another build starts at once);
 2. takes the `dbt` lock, then reads the state of those tables: each one's current Iceberg
    metadata location, from the catalog database (one query; every commit writes a new one),
    plus a hash of the dbt project's files;
@@ -13,7 +14,8 @@ DAG). It
    the DAG marks as skipped, in well under a second;
 4. otherwise builds, reading every source at the snapshot that was current just before
    (var source_snapshots, macros/pinned_source.sql): a batch that commits during the build is
-   in none of its models and tests, never in some of them. It records the state it read
+   in none of its models and tests, never in some of them. The models are built before the
+   data tests (build_phases), in one dbt process that parses the project once. It records the state it read
    before the build, so such a batch costs one more build, and is never left out.
 
 A failed build is recorded too (for `lakehouse marts log`), but only successes count, so
