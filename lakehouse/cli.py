@@ -517,7 +517,7 @@ def bench_stack(runs: int) -> None:
 
 
 @bench.command("ingest")
-@click.option("--runs", default=3, show_default=True, help="Runs per size for 10k and 100k rows.")
+@click.option("--runs", default=5, show_default=True, help="Runs per size for 10k and 100k rows.")
 @click.option("--big-runs", default=1, show_default=True, help="Runs for 1M rows.")
 @click.option("--sizes", default="10000,100000,1000000", show_default=True,
               help="Batch sizes in rows, comma-separated. Only a run of all three updates docs/benchmarks.md.")
