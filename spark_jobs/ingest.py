@@ -66,6 +66,11 @@ PAYLOAD_PROP, CHECKSUM_PROP = "lakehouse.payload-checksum", "lakehouse.checksum"
 # of 1.7 s without it, while 100k and 1M rows were slower without it (make bench-ingest,
 # 2026-11-29: 5.3 s against 4.0 s, 43 s against 36 s), the shuffle spreading the write.
 SHUFFLE_FROM_ROWS = 50_000
+# From this many valid rows a batch reaches the server as Parquet files in the staging folder
+# both see (settings.spark_staging_path), not as a local relation in the plan: the driver
+# turns a local relation into rows on one thread (1M rows: 15 s), while files are read by
+# every executor core (1M rows: 1.4 s; docs/ingestion.md, "Large batches").
+STAGE_FROM_ROWS = 50_000
 MAX_BATCH = 10  # batches per cycle of the bundled simulator (platform.md section 4)
 # A committed batch's key (lakehouse.ingest.cycles.batch_key); rejected and failed keys differ.
 _KEY = re.compile(r"^(?P<source>[a-z][a-z0-9_]*)/g(?P<group>\d+)/(?:c(?P<cycle>\d+)/)?b(?P<batch>\d+)$")
@@ -93,6 +98,9 @@ class BatchResult:
     cycle_source: str | None = None   # declared | inferred
     payload_checksum: str | None = None
     missed: list[str] = field(default_factory=list)  # batch ids recorded as missed with this batch
+    # seconds per step of this run: fetch, parse, validate, raw, quarantine, audit (the
+    # writes include their exactly-once checks); where a slow batch spent its time
+    stages: dict[str, float] = field(default_factory=dict)
 
     def line(self) -> str:
         b = f"batch {self.batch_number}" if self.batch_number is not None else "batch ?"
@@ -201,6 +209,43 @@ def session_lost(exc: Exception) -> bool:
     return "SESSION_CHANGED" in text or "NO_ACTIVE_SESSION" in text or "SESSION_NOT_FOUND" in text
 
 
+def utc_event_times(table):
+    """The Arrow rows with their event times marked as UTC instants (they are UTC already),
+    which Spark reads as TIMESTAMP whether they arrive in the plan or as Parquet."""
+    import pyarrow as pa
+
+    at = table.schema.get_field_index("_event_time")
+    return table.set_column(at, "_event_time", table.column(at).cast(pa.timestamp("us", tz="UTC")))
+
+
+@contextmanager
+def staged_parquet(folder, table, batch_id: str):
+    """The valid rows (an Arrow table) as Parquet files in `folder` (one per core, so every
+    executor core reads one), removed when the block ends; yields their file:// URLs, or []
+    without a folder."""
+    if folder is None:
+        yield []
+        return
+    import shutil
+    import uuid
+
+    import pyarrow.parquet as pq
+
+    where = folder / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', batch_id)}.{uuid.uuid4().hex[:8]}"
+    where.mkdir(parents=True, exist_ok=True)
+    try:
+        parts = max(1, min(os.cpu_count() or 1, table.num_rows // STAGE_FROM_ROWS))
+        step = -(-table.num_rows // parts)
+        paths = []
+        for i in range(parts):
+            path = where / f"part-{i}.parquet"
+            pq.write_table(table.slice(i * step, step), path, compression="none")
+            paths.append(path.resolve().as_uri())
+        yield paths
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
 class Ingestor:
     """One source; ingest as many batches as asked. `spark`: a session, a SharedSpark, or
     None (a session of its own, opened when first needed)."""
@@ -216,6 +261,20 @@ class Ingestor:
         self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
         self._spark = spark if spark is not None else SharedSpark(settings, f"ingest-{contract.id}")
         self._catalog = None
+        self._stages: dict[str, float] = {}
+
+    @contextmanager
+    def _timed(self, stage: str):
+        t = time.monotonic()
+        try:
+            yield
+        finally:
+            self._stages[stage] = round(self._stages.get(stage, 0.0) + time.monotonic() - t, 3)
+
+    def _done(self, result: BatchResult, t0: float) -> BatchResult:
+        result.seconds = time.monotonic() - t0
+        result.stages = dict(self._stages)
+        return result
 
     @property
     def catalog(self):
@@ -382,16 +441,17 @@ class Ingestor:
         started = now_utc()
         t0 = time.monotonic()
         src = self.contract.id
+        self._stages = {}
         try:
-            fetched = fetched or self.fetch(group)
+            with self._timed("fetch"):
+                fetched = fetched or self.fetch(group)
         except FetchError as exc:
-            result = self.record_fetch_failure(group, exc, started)
-            result.seconds = time.monotonic() - t0
-            return result
+            return self._done(self.record_fetch_failure(group, exc, started), t0)
         cycle_spec = self.contract.source.cycle
         try:
-            batch = parse_envelope(fetched.body, source=src, group=group,
-                                   cycle_field=cycle_spec.name if cycle_spec.from_ == "field" else None)
+            with self._timed("parse"):
+                batch = parse_envelope(fetched.body, source=src, group=group,
+                                       cycle_field=cycle_spec.name if cycle_spec.from_ == "field" else None)
             declared, note = batch.declared_cycle, ""
             if cycle_spec.from_ == "header":
                 value = fetched.headers.get(cycle_spec.name.lower())
@@ -403,9 +463,7 @@ class Ingestor:
             elif cycle_spec.from_ == "field" and declared is None:
                 note = f"no {cycle_spec.name!r} field in the envelope: cycle inferred"
         except PayloadError as exc:
-            result = self._reject_payload(group, exc.batch_number, None, fetched, exc.message, started)
-            result.seconds = time.monotonic() - t0
-            return result
+            return self._done(self._reject_payload(group, exc.batch_number, None, fetched, exc.message, started), t0)
         warm_client()  # a batch to decide on: import the Connect client meanwhile
         where = f"{src} group {group} batch {batch.batch_number}"
         try:
@@ -430,8 +488,7 @@ class Ingestor:
                 "is at its old snapshot or has the whole batch, never part of it",
                 "rerun the ingest once `lakehouse status` shows spark-connect healthy: it completes "
                 "the batch exactly once (`lakehouse logs spark-connect` shows the server's side)") from exc
-        result.seconds = time.monotonic() - t0
-        return result
+        return self._done(result, t0)
 
     def record_fetch_failure(self, group: int, exc: FetchError, started: datetime) -> BatchResult:
         """No payload arrived: one `failed` audit row with the error, nothing else written."""
@@ -471,7 +528,8 @@ class Ingestor:
                     f"{where}: already written with another payload ({', '.join(sorted(other))}); this payload "
                     f"differs (checksum {batch.payload_checksum[:16]}) and was quarantined whole, not merged",
                     started, locked=True, declared=declared)
-            validation = validate_rows(self.contract, batch.data)
+            with self._timed("validate"):
+                validation = validate_rows(self.contract, batch.data)
             if validation.rows_valid + validation.rows_quarantined != validation.rows_in:
                 raise ConservationError(f"{batch_id}: {validation.rows_in} in != {validation.rows_valid} valid + "
                                         f"{validation.rows_quarantined} quarantined")
@@ -479,10 +537,12 @@ class Ingestor:
             snapshot = seen[self.raw].get(batch_id)
             failpoint("before-raw-commit")
             if snapshot is None and validation.rows_valid:
-                snapshot = self._write_raw(batch, batch_id, key, validation, ingested_at, cycle)
+                with self._timed("raw"):
+                    snapshot = self._write_raw(batch, batch_id, key, validation, ingested_at, cycle)
             failpoint("after-raw-commit")
             if batch_id not in seen[self.quarantine] and validation.rows_quarantined:
-                self._write_quarantine(group, number, batch_id, key, validation.quarantined, ingested_at, cycle)
+                with self._timed("quarantine"):
+                    self._write_quarantine(group, number, batch_id, key, validation.quarantined, ingested_at, cycle)
             missed = [f"{batch_key(src, group, cycle, b)}/missed" for b in decision.missed]
             message = "; ".join(m for m in (note, decision.reason) if m)
             if missed:
@@ -493,7 +553,8 @@ class Ingestor:
                                  validation.rows_valid, validation.rows_quarantined, snapshot, fetched.checksum,
                                  message, cycle=cycle, cycle_source=decision.cycle_source,
                                  payload_checksum=batch.payload_checksum, missed=missed)
-            self._write_audit(result, started, key)
+            with self._timed("audit"):
+                self._write_audit(result, started, key)
             return result
 
     def _reject_payload(self, group: int, batch_number: int | None, cycle: int | None, fetched: Fetched,
@@ -524,7 +585,8 @@ class Ingestor:
             return write()
 
     # ---- writes (one Iceberg commit each, tagged with the batch) ------------------------
-    def _append(self, df, table: str, key: str, batch_id: str, rows: int, **props: str) -> None:
+    def _append(self, df, table: str, key: str, batch_id: str, rows: int, staged: bool = False,
+                **props: str) -> None:
         """Write-audit-publish: stage the rows under the WAP id `<key>#<batch id>` (unless a
         dead run staged them already), then publish. Iceberg refuses a second publish of
         one WAP id, so a write the server finished for a dead client is never doubled."""
@@ -536,10 +598,11 @@ class Ingestor:
             writer = (df.writeTo(table)
                         .option(f"snapshot-property.{KEY_PROP}", key)
                         .option(f"snapshot-property.{ID_PROP}", batch_id))
-            if rows < SHUFFLE_FROM_ROWS:
-                # a small write: each task writes its rows where they belong (a file per
-                # partition it meets) instead of shuffling them by partition first, a stage
-                # of its own (Iceberg's default for partitioned tables, `hash`)
+            if rows < SHUFFLE_FROM_ROWS or staged:
+                # a small write, or staged files (one per core already): each task writes its
+                # rows where they belong (a file per partition it meets) instead of shuffling
+                # them by partition first, a stage of its own (Iceberg's default for
+                # partitioned tables, `hash`)
                 writer = writer.option("distribution-mode", "none").option("fanout-enabled", "true")
             for name, value in props.items():
                 writer = writer.option(f"snapshot-property.{name}", value)
@@ -561,13 +624,25 @@ class Ingestor:
     def _write_raw(self, batch: Batch, batch_id: str, key: str, v: Validation, ingested_at: datetime,
                    cycle: int | None) -> int:
         """Only the rows' own columns travel to the server; the batch's constants (id, source,
-        group, batch, time, cycle) are added there as literals."""
-        from pyspark.sql import functions as F
+        group, batch, time, cycle) are added there as literals. A large batch's rows travel
+        as staged Parquet files when the server can read them (STAGE_FROM_ROWS)."""
         from pyspark.sql.types import StructType
 
         schema = spark_schema(self.contract)
         own = [f for f in schema.fields if f.name in set(self.contract.field_names) | {"_event_time"}]
-        df = self.spark.createDataFrame(v.valid[[f.name for f in own]], schema=StructType(own))
+        rows = utc_event_times(v.table.select([f.name for f in own]))
+        staging = self.settings.spark_staging_path if v.rows_valid >= STAGE_FROM_ROWS else None
+        with staged_parquet(staging, rows, batch_id) as paths:
+            if paths:
+                df = self.spark.read.schema(StructType(own)).parquet(*paths)
+            else:
+                df = self.spark.createDataFrame(rows, schema=StructType(own))
+            return self._append_raw(df, schema, batch, batch_id, key, v, ingested_at, cycle, bool(paths))
+
+    def _append_raw(self, df, schema, batch: Batch, batch_id: str, key: str, v: Validation,
+                    ingested_at: datetime, cycle: int | None, staged: bool) -> int:
+        from pyspark.sql import functions as F
+
         constants = {"_batch_id": F.lit(batch_id), "_source": F.lit(self.contract.id),
                      "_group_number": F.lit(batch.group_number).cast("int"),
                      "_batch_number": F.lit(batch.batch_number).cast("int"),
@@ -576,16 +651,31 @@ class Ingestor:
                      "_cycle": F.lit(cycle).cast("int")}
         df = df.select(*[F.col(f.name) if f.name not in constants else constants[f.name].alias(f.name)
                          for f in schema.fields])
-        self._append(df, self.raw, key, batch_id, v.rows_valid)
+        self._append(df, self.raw, key, batch_id, v.rows_valid, staged)
         return self.committed_ids(self.raw, key)[batch_id]
 
     def _write_quarantine(self, group: int, batch_number: int | None, batch_id: str, key: str,
                           rows: list[Quarantined], ingested_at: datetime, cycle: int | None,
                           whole_payload: bool = False) -> None:
-        schema = struct_type(QUARANTINE_COLUMNS)
-        data = [(batch_id, self.contract.id, group, batch_number, None if whole_payload else q.index,
-                 q.raw, q.reasons, ingested_at, cycle) for q in rows]
-        self._append(self.spark.createDataFrame(data, schema), self.quarantine, key, batch_id, len(data))
+        import pyarrow as pa
+
+        # Arrow columns, not a list of tuples: pyspark converts tuples row by row in Python
+        # (a 1M-row batch's 17k quarantined rows: 0.6 s, against a few ms as columns).
+        n = len(rows)
+        data = pa.table({
+            "_batch_id": pa.array([batch_id] * n, pa.string()),
+            "_source": pa.array([self.contract.id] * n, pa.string()),
+            "_group_number": pa.array([group] * n, pa.int32()),
+            "_batch_number": pa.array([batch_number] * n, pa.int32()),
+            "_row_index": pa.array([None if whole_payload else q.index for q in rows], pa.int32()),
+            "raw_payload": pa.array([q.raw for q in rows], pa.string()),
+            "reasons": pa.array([q.reasons for q in rows], pa.list_(pa.string())),
+            "_ingested_at": pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC")),  # naive UTC, marked UTC
+            "_cycle": pa.array([cycle] * n, pa.int32()),
+        })
+        assert data.column_names == [c[0] for c in QUARANTINE_COLUMNS], "quarantine columns changed"
+        self._append(self.spark.createDataFrame(data, struct_type(QUARANTINE_COLUMNS)), self.quarantine, key,
+                     batch_id, n)
 
     def _write_audit(self, r: BatchResult, started: datetime, key: str | None = None) -> None:
         """The batch's audit row, and in the same commit one `missed` row per batch of its

@@ -18,6 +18,7 @@ from tenacity import (RetryError, retry, retry_if_exception_type, stop_after_att
                       wait_exponential)
 
 from lakehouse.errors import LakehouseError
+from lakehouse.ingest import paused_gc
 
 
 class FetchError(LakehouseError):
@@ -124,7 +125,8 @@ def parse_envelope(body: bytes, *, source: str, group: int, cycle_field: str | N
     """The batch envelope, or a PayloadError that says what is wrong with it. `cycle_field`:
     the envelope field holding the cycle, when the contract says the API sends one there."""
     try:
-        doc = orjson.loads(body)
+        with paused_gc():
+            doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise PayloadError(f"{source} group {group}: the body is not valid JSON ({exc}); "
                            f"{len(body)} bytes, starting {body[:60]!r}",
@@ -158,4 +160,6 @@ def parse_envelope(body: bytes, *, source: str, group: int, cycle_field: str | N
         cycle = declared_cycle(doc[cycle_field], where=f"field {cycle_field!r}", source=source, group=group,
                                batch_number=batch_number)
     exclude = ENVELOPE_KEYS + ((cycle_field,) if cycle_field else ())
-    return Batch(doc["group_number"], batch_number, doc["data"], canonical_checksum(doc, exclude), cycle)
+    with paused_gc():
+        checksum = canonical_checksum(doc, exclude)
+    return Batch(doc["group_number"], batch_number, doc["data"], checksum, cycle)

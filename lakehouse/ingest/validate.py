@@ -13,17 +13,29 @@ compiled into vectorised column operations with GE's own semantics (nulls skip r
 pattern checks; ranges are inclusive; a pattern is searched, not anchored) and GE's
 reasons, so a batch costs no Great Expectations import. `expectations_with_gx` runs the
 suite itself; the unit tests prove both give the same reasons.
+
+The rows become Arrow columns as soon as their types are known, and every check after that
+runs in Arrow's C++ kernels (1M rows: about 2 s in all, against 6.6 s with pandas). Where
+Arrow's semantics could differ from Python's (RE2 against `re` for patterns, Arrow's ISO
+8601 parser against `datetime.fromisoformat`), Arrow only says yes: every value it rejects
+is decided again by the Python rule, so the verdicts and their wording stay Python's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from operator import itemgetter
+from datetime import datetime, timedelta, timezone
 
+import re
+
+import numpy as np
 import orjson
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakehouse.contracts import Contract
+from lakehouse.ingest import paused_gc
 
 ROW_INDEX = "_row_index"
 
@@ -38,17 +50,24 @@ class Quarantined:
 @dataclass
 class Validation:
     rows_in: int
-    valid: pd.DataFrame                      # contract fields + _event_time + _row_index
+    table: pa.Table                          # _row_index + contract fields + _event_time (UTC, naive)
     quarantined: list[Quarantined] = field(default_factory=list)
 
     @property
+    def valid(self):
+        """The valid rows as a pandas DataFrame (nullable integer and boolean columns)."""
+        return to_pandas(self.table)
+
+    @property
     def rows_valid(self) -> int:
-        return len(self.valid)
+        return self.table.num_rows
 
     @property
     def rows_quarantined(self) -> int:
         return len(self.quarantined)
 
+
+_ARROW = {"string": pa.string(), "double": pa.float64(), "long": pa.int64(), "boolean": pa.bool_()}
 
 # The Python types a JSON value may have for each contract type (strict: a string is never
 # a number, and JSON true/false is never a number either).
@@ -63,68 +82,105 @@ _ALLOWED = {
 def _short(value) -> str:
     if hasattr(value, "item"):  # numpy/pandas scalars (values read back from a column)
         value = value.item()
-    text = orjson.dumps(value).decode() if not isinstance(value, str) else repr(value)
+    try:
+        text = orjson.dumps(value).decode() if not isinstance(value, str) else repr(value)
+    except TypeError:  # beyond JSON's machine types (an integer over 64 bits)
+        text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def structure_and_types(contract: Contract, rows: list) -> tuple[list[int], dict[str, list], list[Quarantined]]:
-    """Split rows into well-formed, well-typed ones and the others with their reasons.
+def _as_sent(row) -> str:
+    """The row as JSON, for the quarantine (values as they arrived)."""
+    try:
+        return orjson.dumps(row).decode()
+    except TypeError:  # an integer over 64 bits, which orjson does not write
+        import json
 
-    Column-wise, so a large batch costs a few passes in C rather than a Python loop of
-    checks per row: a column whose set of value types is allowed needs no look at each row.
-    Returns the positions of the good rows, their columns, and the quarantined rows.
+        return json.dumps(row, separators=(",", ":"), ensure_ascii=False)
+
+
+def typed_table(contract: Contract, rows: list) -> tuple[pa.Table, list[Quarantined]]:
+    """The well-formed, well-typed rows as an Arrow table (`_row_index` first, then the
+    contract's fields), and the other rows with their reasons.
+
+    Column-wise: a column whose set of value types is allowed needs no look at each row,
+    and the typed columns are built by Arrow from the Python values in C.
     """
     names = contract.field_names
     known = set(names)
+    width = len(names)
+    in_order = itemgetter(*names) if width > 1 else (lambda row: (row[names[0]],))
     reasons: dict[int, list[str]] = {}
-    records: list[dict] = []
+    records: list = []       # each good row's values in the contract's field order
     positions: list[int] = []
     for i, row in enumerate(rows):
         if type(row) is dict:
             if row.keys() <= known:
-                records.append(row)
+                records.append(in_order(row) if len(row) == width else tuple(row.get(n) for n in names))
                 positions.append(i)
                 continue
             reasons[i] = [f"{extra}: unknown field (schema drift; contract policy: quarantine)"
                           for extra in sorted(set(row) - known)]
         elif type(row) is list:
-            if len(row) == len(names):
-                records.append(dict(zip(names, row)))
+            if len(row) == width:
+                records.append(row)
                 positions.append(i)
                 continue
             reasons[i] = [f"malformed row: array of {len(row)} values, the contract has "
-                          f"{len(names)} fields ({', '.join(names)})"]
+                          f"{width} fields ({', '.join(names)})"]
         else:
             reasons[i] = [f"malformed row: expected a JSON object or array, got {type(row).__name__} {_short(row)}"]
-    columns: dict[str, list] = {}
-    for f in contract.fields:
-        col = [r.get(f.name) for r in records]
+    keep = np.ones(len(records), dtype=bool)
+    columns: dict[str, pa.Array] = {}
+    for k, f in enumerate(contract.fields):
+        col = [r[k] for r in records]
         allowed = _ALLOWED[f.type]
         if not set(map(type, col)) <= allowed:
-            for pos in [pos for pos, value in enumerate(col) if type(value) not in allowed]:
-                value = col[pos]
+            for pos in [pos for pos, t in enumerate(map(type, col)) if t not in allowed]:
+                value, col[pos] = col[pos], None  # the row goes; its column still builds
+                keep[pos] = False
                 reasons.setdefault(positions[pos], []).append(
                     f"{f.name}: expected {f.type}, got {type(value).__name__} {_short(value)} "
                     "(type mismatch; contract policy: quarantine)")
-        columns[f.name] = col
-    bad = [Quarantined(i, orjson.dumps(rows[i]).decode(), why) for i, why in reasons.items()]
-    if bad:
-        keep = [pos for pos, i in enumerate(positions) if i not in reasons]
-        positions = [positions[pos] for pos in keep]
-        columns = {name: [col[pos] for pos in keep] for name, col in columns.items()}
-    return positions, columns, bad
+        columns[f.name] = _arrow_column(f, col, positions, reasons, keep)
+    table = pa.table({ROW_INDEX: pa.array(positions, pa.int64()), **columns})
+    if not keep.all():
+        table = table.filter(pa.array(keep))
+    bad = [Quarantined(i, _as_sent(rows[i]), why) for i, why in reasons.items()]
+    return table, bad
 
 
-def _frame(contract: Contract, positions: list[int], columns: dict[str, list]) -> pd.DataFrame:
-    dtypes = {"string": "object", "double": "float64", "long": "Int64", "boolean": "boolean"}
-    data = {ROW_INDEX: pd.Series(positions, dtype="int64")}
-    for f in contract.fields:
-        data[f.name] = pd.Series(columns[f.name], dtype=dtypes[f.type])
-    return pd.DataFrame(data)
+def _arrow_column(f, col: list, positions: list[int], reasons: dict[int, list[str]], keep) -> pa.Array:
+    """An Arrow column of the field's type; a JSON number the type can't hold (an integer
+    beyond 64 bits) is a type mismatch of its row, and null in the column."""
+    try:
+        return pa.array(col, _ARROW[f.type])
+    except (OverflowError, pa.ArrowInvalid):
+        pass
+    for pos, value in enumerate(col):
+        try:
+            pa.array([value], _ARROW[f.type])
+        except (OverflowError, pa.ArrowInvalid):
+            col[pos] = None
+            keep[pos] = False
+            reasons.setdefault(positions[pos], []).append(
+                f"{f.name}: expected {f.type}, got {type(value).__name__} {_short(value)} that does not fit "
+                "(type mismatch; contract policy: quarantine)")
+    return pa.array(col, _ARROW[f.type])
+
+
+def to_pandas(table: pa.Table):
+    """pandas with the dtypes GE's pandas engine sees for JSON: object strings, float64,
+    nullable Int64 and boolean."""
+    import pandas as pd
+
+    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get)
 
 
 def _missing(value) -> bool:
     """None, NaN and pandas' NA (nullable integer columns) are all 'null' to a user."""
+    import pandas as pd
+
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
@@ -141,47 +197,72 @@ def _describe(exp_type: str, kwargs: dict) -> str:
     return exp_type
 
 
-def row_checks(contract: Contract, df: pd.DataFrame) -> dict[int, list[str]]:
+# Pattern constructs whose meaning differs between RE2 (ASCII classes) and Python's re
+# (Unicode classes): with one of these, Python's re decides every value, not only RE2's noes.
+_RE2_DIFFERS = re.compile(r"\\[DWSBb]|\[\^|\(\?")
+
+
+def pattern_matches(values: pa.Array, pattern: str) -> pa.Array:
+    """re.search(pattern, value) for each value (null for null), as GE's pandas engine
+    decides it: RE2 in Arrow finds the matches, Python's re decides the rest."""
+    rx = re.compile(pattern)
+    matches = None
+    if not _RE2_DIFFERS.search(pattern):
+        try:
+            matches = pc.match_substring_regex(values, pattern)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a construct RE2 lacks
+            matches = None
+    if matches is None:
+        return pa.array([None if v is None else rx.search(v) is not None for v in values.to_pylist()], pa.bool_())
+    noes = pc.indices_nonzero(pc.invert(matches.fill_null(True))).to_pylist()
+    if not noes:
+        return matches
+    flags = matches.to_pylist()
+    for pos in noes:  # RE2's "no" is Python's "no" too, except at edges such as "$" before "\n"
+        flags[pos] = rx.search(values[pos].as_py()) is not None
+    return pa.array(flags, pa.bool_())
+
+
+def row_checks(contract: Contract, table: pa.Table) -> dict[int, list[str]]:
     """The contract's row checks, vectorised: row index -> reasons, in the suite's order
     (per field: required, range, pattern), worded as expectations_with_gx words them."""
     reasons: dict[int, list[str]] = {}
+    index = table[ROW_INDEX]
 
-    def flag(column: str, failing: pd.Series, msg: str, show: bool = True) -> None:
-        for pos in failing[failing].index:
-            value = df.at[pos, column]
-            reasons.setdefault(int(df.at[pos, ROW_INDEX]), []).append(
-                f"{column}: {msg}" + (f" (got {_short(value)})" if show else ""))
+    def flag(column: str, failing: pa.Array, msg: str, show: bool = True) -> None:
+        values = table[column]
+        for pos in pc.indices_nonzero(failing.fill_null(False)).to_pylist():
+            reasons.setdefault(index[pos].as_py(), []).append(
+                f"{column}: {msg}" + (f" (got {_short(values[pos].as_py())})" if show else ""))
 
-    if df.empty:
+    if table.num_rows == 0:
         return reasons
     for f in contract.fields:
-        col = df[f.name]
-        present = col.notna()
+        col = table[f.name]
         if f.required:
-            flag(f.name, ~present, "required, got null", show=False)
+            flag(f.name, pc.is_null(col), "required, got null", show=False)
         if f.minimum is not None or f.maximum is not None:
-            numbers = col.astype("float64")
-            outside = pd.Series(False, index=col.index)
+            numbers = pc.cast(col, pa.float64())
+            outside = pa.repeat(False, len(col))  # null values stay null: nulls are not checked
             if f.minimum is not None:
-                outside |= numbers < f.minimum
+                outside = pc.or_(outside, pc.less(numbers, f.minimum))
             if f.maximum is not None:
-                outside |= numbers > f.maximum
-            flag(f.name, present & outside.fillna(False).astype(bool),
-                 _describe("expect_column_values_to_be_between",
-                           {"min_value": f.minimum, "max_value": f.maximum}))
+                outside = pc.or_(outside, pc.greater(numbers, f.maximum))
+            flag(f.name, outside, _describe("expect_column_values_to_be_between",
+                                            {"min_value": f.minimum, "max_value": f.maximum}))
         if f.pattern is not None:
-            matches = col[present].astype(str).str.contains(f.pattern, regex=True)
-            failing = pd.Series(False, index=col.index)
-            failing[present] = ~matches.astype(bool)
-            flag(f.name, failing, _describe("expect_column_values_to_match_regex", {"regex": f.pattern}))
+            flag(f.name, pc.invert(pattern_matches(col, f.pattern)),
+                 _describe("expect_column_values_to_match_regex", {"regex": f.pattern}))
     return reasons
 
 
-def expectations_with_gx(contract: Contract, df: pd.DataFrame) -> dict[int, list[str]]:
-    """Run the contract's GE suite itself; row index -> reasons, from GE's per-row results.
-    Seconds of import: for the batch-level suite and the tests, never per batch."""
+def expectations_with_gx(contract: Contract, table: pa.Table) -> dict[int, list[str]]:
+    """Run the contract's GE suite itself (its pandas engine, on `typed_table`'s rows); row
+    index -> reasons, from GE's per-row results. Seconds of import: for the batch-level
+    suite and the tests, never per batch."""
     from lakehouse.contracts.derive import expectation_suite, gx_context
 
+    df = to_pandas(table)
     if df.empty:
         return {}
     ctx = gx_context()
@@ -228,43 +309,82 @@ def parse_event_time(fmt: str, value) -> datetime:
 _ISO_FAST = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})$"
 
 
-def event_times(fmt: str, values: pd.Series) -> tuple[pd.Series, dict[int, str]]:
-    """UTC (naive) event times of a column, and position -> error for those that don't parse."""
-    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
+# Epoch milliseconds that datetime.fromtimestamp takes (years 1 to 9999, a day inside each
+# end); others are decided, and explained, row by row.
+_EPOCH_MS_FAST = (-62135596800000 + 86_400_000, 253402300799999 - 86_400_000)
+_CHUNK = 65_536
+
+
+def event_times(fmt: str, values) -> tuple[pa.Array, dict[int, str]]:
+    """UTC (naive) event times of a column (an Arrow array, or what pa.array takes), and
+    position -> error for those that don't parse.
+
+    Arrow parses the common shapes (ISO 8601 with a zone, epoch ms in range) a chunk at a
+    time; a value of another shape, or in a chunk Arrow refuses, is decided row by row by
+    parse_event_time, which explains what it rejects."""
+    values = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    n = len(values)
     if fmt == "epoch_ms":
-        fast = values.notna()
-        parse = lambda v: pd.to_datetime(v.astype("int64"), unit="ms", utc=True, errors="coerce")  # noqa: E731
+        ms = pc.cast(values, pa.int64())
+        fast = pc.and_(pc.greater_equal(ms, _EPOCH_MS_FAST[0]), pc.less_equal(ms, _EPOCH_MS_FAST[1]))
+        parse = lambda chunk: pc.multiply(pc.cast(chunk, pa.int64()), 1000)  # noqa: E731
     else:
-        fast = values.str.match(_ISO_FAST, na=False).astype(bool)
-        parse = lambda v: pd.to_datetime(v, format="ISO8601", utc=True, errors="coerce")  # noqa: E731
-    if fast.any():
-        out[fast] = parse(values[fast]).dt.tz_localize(None).astype("datetime64[us]")
-    slow = ~fast | out.isna()  # not the common shape, or out of range: decided row by row
-    errors: dict[int, str] = {}
-    for pos in values.index[slow]:
-        value = values[pos]
+        fast = pc.match_substring_regex(values, _ISO_FAST)
+        parse = lambda chunk: pc.cast(pc.cast(chunk, pa.timestamp("us", "UTC")), pa.int64())  # noqa: E731
+    fast = fast.fill_null(False)
+    micros, parsed = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
+    slow = pc.indices_nonzero(pc.invert(fast)).to_pylist()
+    fast_at = pc.indices_nonzero(fast)
+    for start in range(0, len(fast_at), _CHUNK):
+        at = fast_at.slice(start, _CHUNK)
         try:
-            out[pos] = parse_event_time(fmt, value).replace(tzinfo=None)
+            chunk = parse(values.take(at)).to_numpy()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # an impossible date in the chunk
+            slow.extend(at.to_pylist())
+            continue
+        micros[at.to_numpy()] = chunk
+        parsed[at.to_numpy()] = True
+    errors: dict[int, str] = {}
+    for pos in sorted(slow):
+        value = values[pos].as_py()
+        try:
+            micros[pos] = (parse_event_time(fmt, value) - _EPOCH) // _MICRO
+            parsed[pos] = True
         except (ValueError, OverflowError, OSError, TypeError) as exc:
             errors[pos] = f"not a valid {fmt} event time (got {_short(value)}: {exc})"
-    return out, errors
+    return pa.array(micros, pa.timestamp("us"), mask=~parsed), errors
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICRO = timedelta(microseconds=1)
 
 
 def validate_rows(contract: Contract, rows: list) -> Validation:
-    positions, columns, bad = structure_and_types(contract, rows)
-    df = _frame(contract, positions, columns)
-    failed = row_checks(contract, df)
+    with paused_gc():
+        return _validate_rows(contract, rows)
+
+
+def _validate_rows(contract: Contract, rows: list) -> Validation:
+    table, bad = typed_table(contract, rows)
+    failed = row_checks(contract, table)
+    if failed:
+        table = table.filter(pa.array(~np.isin(table[ROW_INDEX].to_numpy(), list(failed))))
     et = contract.event_time
-    checked = ~df[ROW_INDEX].isin(failed.keys())
-    times, errors = event_times(et.format, df.loc[checked, et.field])
-    for pos, message in errors.items():
-        failed.setdefault(int(df.at[pos, ROW_INDEX]), []).append(f"{et.field}: {message}")
-    df["_event_time"] = times.reindex(df.index)
+    times, errors = event_times(et.format, table[et.field])
+    table = table.append_column("_event_time", times)
+    if errors:
+        index = table[ROW_INDEX]
+        for pos, message in errors.items():
+            failed.setdefault(index[pos].as_py(), []).append(f"{et.field}: {message}")
+        keep = np.ones(table.num_rows, dtype=bool)
+        keep[list(errors)] = False
+        table = table.filter(keep)
     for i, reasons in failed.items():
-        bad.append(Quarantined(i, orjson.dumps(rows[i]).decode(), reasons))  # as it arrived
+        bad.append(Quarantined(i, _as_sent(rows[i]), reasons))
     bad.sort(key=lambda q: q.index)
-    valid = df[~df[ROW_INDEX].isin(failed.keys())].reset_index(drop=True)
-    result = Validation(rows_in=len(rows), valid=valid, quarantined=bad)
+    result = Validation(rows_in=len(rows), table=table, quarantined=bad)
     if result.rows_valid + result.rows_quarantined != result.rows_in:
         raise AssertionError(f"row conservation broken: {result.rows_in} in, {result.rows_valid} valid, "
                              f"{result.rows_quarantined} quarantined")

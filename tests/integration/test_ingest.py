@@ -123,6 +123,46 @@ def test_every_row_fault_ends_in_quarantine_with_its_reason(stack, spark, contra
     assert valid_faults and result.rows_valid >= len(valid_faults)
 
 
+def test_a_large_batch_reaches_the_server_as_staged_parquet_with_the_same_rows(stack, spark, contracts, simulator,
+                                                                               monkeypatch):
+    """From STAGE_FROM_ROWS valid rows, the rows travel as Parquet files the server reads
+    (lowered here so a 400-row batch takes that path): raw gets exactly the validated rows,
+    event times included, and the files are gone afterwards."""
+    from contextlib import contextmanager
+    from datetime import timezone
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from lakehouse.ingest.validate import validate_rows
+    from spark_jobs import ingest as job
+
+    staged = []
+    real = job.staged_parquet
+
+    @contextmanager
+    def spy(folder, table, batch_id):
+        with real(folder, table, batch_id) as paths:
+            staged.extend(paths)
+            yield paths
+
+    monkeypatch.setattr(job, "STAGE_FROM_ROWS", 1)
+    monkeypatch.setattr(job, "staged_parquet", spy)
+    sim = simulator(fault_rate=0.1)
+    ing = ingestor(stack, spark, contracts, sim, "network_a")
+    group = fresh_group()
+    result = ing.ingest(group)
+    assert result.status == "committed" and staged and all(p.startswith("file://") for p in staged)
+    assert not any(Path(urlparse(p).path).exists() for p in staged), "staged files are removed"
+    expected = validate_rows(contracts["network_a"], sim.expected("network_a", group, 1).data)
+    columns = ["station_code", "timestamp", "pm25", "relative_humidity", "_event_time"]
+    got = query(stack, f"SELECT {', '.join(f'{c!r}'.replace(chr(39), chr(34)) for c in columns)} "
+                       f"FROM raw.network_a WHERE _batch_id = '{result.batch_id}'")
+    want = [tuple(r.values()) for r in expected.table.select(columns).to_pylist()]
+    got = [(*r[:-1], r[-1].astimezone(timezone.utc).replace(tzinfo=None)) for r in got]  # Trino: timestamptz
+    assert len(got) == result.rows_valid == len(want) > 0
+    assert sorted(got, key=repr) == sorted(want, key=repr)
+
+
 @pytest.mark.parametrize("kind, status, message", [
     ("invalid_json", "rejected", "not valid JSON"),
     ("wrong_shape", "rejected", "got a JSON list"),

@@ -210,3 +210,18 @@ def test_airflow_settings_share_the_generated_keys_and_avoid_trinos_port(setting
     assert settings.airflow_port != settings.trino_port
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
     assert str(settings.data_path) in env["AIRFLOW_HOME"]
+
+
+@pytest.mark.parametrize("update, expected", [
+    ({}, "default"),                                           # this stack's own server, local[2]
+    ({"spark_connect_host": "spark.example.org"}, None),       # another host: no shared folder
+    ({"spark_master": "spark://cluster:7077"}, None),          # executors elsewhere
+    ({"spark_staging_dir": "off"}, None),
+    ({"spark_staging_dir": "/shared/staging", "spark_connect_host": "spark.example.org"}, "/shared/staging"),
+])
+def test_large_batches_are_staged_only_where_the_server_reads_the_clients_files(settings, update, expected):
+    got = settings.model_copy(update=update).spark_staging_path
+    if expected == "default":
+        assert got == settings.data_path / "spark" / "staging"
+    else:
+        assert got == (Path(expected) if expected else None)

@@ -48,6 +48,7 @@ def test_network_a_faults_are_quarantined_with_their_reason(contracts, change, r
     (B[:1] + [1767268800000.5] + B[2:], "ts: expected long, got float"),
     ([None] + B[1:], "device_id: required, got null"),
     (B[:1] + [10] + B[2:], "ts: outside [1577836800000.0, 4102444800000.0]"),
+    (B[:1] + [2**70] + B[2:], "ts: expected long, got int 1180591620717411303424 that does not fit"),
 ])
 def test_network_b_array_rows(contracts, row, reason):
     v = validate_rows(contracts["network_b"], [B, row])
@@ -102,11 +103,11 @@ def test_vectorised_event_times_agree_with_the_per_row_rules():
     what it can't parse to the per-row path, which explains the failure."""
     from datetime import datetime, timezone
 
-    import pandas as pd
+    import pyarrow as pa
 
     from lakehouse.ingest.validate import event_times
 
-    values = pd.Series([
+    values = ([
         "2026-01-05T08:30:00-06:00",      # common shape: vectorised
         "2026-01-05T14:30:00Z",           # Z suffix: vectorised
         "2026-01-05T14:30:00.25+05:30",   # fraction: vectorised
@@ -114,24 +115,57 @@ def test_vectorised_event_times_agree_with_the_per_row_rules():
         "2026-01-05T08:30:00",            # no offset: per row, fails
         "2026-01-05 08:30:00-06:00",      # space separator: per row, accepted by fromisoformat
     ])
-    times, errors = event_times("iso8601_offset", values)
+    times, errors = event_times("iso8601_offset", pa.array(values))
     for pos in (0, 1, 2, 5):
         expected = datetime.fromisoformat(values[pos]).astimezone(timezone.utc).replace(tzinfo=None)
-        assert times[pos] == pd.Timestamp(expected), pos
+        assert times[pos].as_py() == expected, pos
+    assert times.null_count == 2 and times[3].as_py() is None and times[4].as_py() is None
     assert set(errors) == {3, 4}
     assert "month must be in 1..12" in errors[3]
     assert "no UTC offset" in errors[4]
 
 
 def test_vectorised_epoch_ms_keeps_milliseconds_and_rejects_out_of_range():
-    import pandas as pd
+    from datetime import datetime
+
+    import pyarrow as pa
 
     from lakehouse.ingest.validate import event_times
 
-    values = pd.Series([1767623400123, 10**18], dtype="Int64")
+    values = pa.array([1767623400123, 10**18, -62135596800000 + 1000], pa.int64())
     times, errors = event_times("epoch_ms", values)
-    assert times[0] == pd.Timestamp("2026-01-05 14:30:00.123")
+    assert times[0].as_py() == datetime(2026, 1, 5, 14, 30, 0, 123000)
+    assert times[2].as_py() == datetime(1, 1, 1, 0, 0, 1)  # outside Arrow's fast range: per row, accepted
     assert list(errors) == [1] and "not a valid epoch_ms event time" in errors[1]
+
+
+def test_impossible_dates_in_the_common_shape_fall_back_to_the_per_row_rule():
+    """Arrow refuses a chunk with one impossible date; the chunk's other rows still parse."""
+    import pyarrow as pa
+
+    from lakehouse.ingest.validate import event_times
+
+    values = ["2026-01-05T08:30:00-06:00"] * 70_000
+    values[69_999] = "2026-02-30T08:30:00-06:00"
+    times, errors = event_times("iso8601_offset", pa.array(values))
+    assert list(errors) == [69_999] and "day is out of range" in errors[69_999]
+    assert times.null_count == 1 and str(times[69_998].as_py()) == "2026-01-05 14:30:00"
+
+
+@pytest.mark.parametrize("pattern, value, matches", [
+    (r"^[A-Z]{3}-[0-9]{3}$", "MEX-001", True),
+    (r"^[A-Z]{3}-[0-9]{3}$", "MEX-001\n", True),      # Python's $ matches before a final newline
+    (r"^\d{3}$", "\u0661\u0662\u0663", True),          # Python's \d is Unicode: Arabic-Indic digits
+    (r"^\D+$", "\u0661", False),                       # ... so \D is not (RE2's is): re decides
+    (r"^(?=M)[A-Z]+$", "MEX", True),                   # a lookahead RE2 lacks: re decides
+    (r"x", None, None),
+])
+def test_patterns_follow_pythons_re_where_re2_differs(pattern, value, matches):
+    import pyarrow as pa
+
+    from lakehouse.ingest.validate import pattern_matches
+
+    assert pattern_matches(pa.array([value], pa.string()), pattern)[0].as_py() is matches
 
 
 @pytest.mark.parametrize("network", ["network_a", "network_b"])
@@ -140,12 +174,11 @@ def test_compiled_row_checks_give_the_great_expectations_suites_reasons(contract
     a faulty simulator batch, GE itself flags the same rows with the same reasons."""
     import orjson
 
-    from lakehouse.ingest.validate import _frame, expectations_with_gx, row_checks, structure_and_types
+    from lakehouse.ingest.validate import expectations_with_gx, row_checks, typed_table
     from lakehouse.simulator.generator import render_batch
 
     rows = orjson.loads(render_batch(network.replace("_", "-"), 1, 1, 3, seed=7, rows=3000, fault_rate=0.2))["data"]
-    positions, columns, _ = structure_and_types(contracts[network], rows)
-    df = _frame(contracts[network], positions, columns)
-    compiled = row_checks(contracts[network], df)
+    table, _ = typed_table(contracts[network], rows)
+    compiled = row_checks(contracts[network], table)
     assert compiled, "the batch has faults the row checks catch"
-    assert compiled == expectations_with_gx(contracts[network], df)
+    assert compiled == expectations_with_gx(contracts[network], table)

@@ -56,12 +56,29 @@ class Config(BaseModel):
     # The server's heap (the driver's; on local[...] the executors share it). A batch's rows
     # arrive as one local relation: 2g ran out of memory on a 1M-row batch, 4g did not.
     spark_driver_memory: str = Field("4g", pattern=r"^\d+[mgMG]$")
+    # A folder both the ingest clients and the server's executors read, through which a large
+    # batch's valid rows reach the server as Parquet files rather than as one local relation
+    # (which the driver converts on one thread). Empty: <data dir>/spark/staging when the
+    # server is this stack's own (no LAKEHOUSE_SPARK_CONNECT_HOST) on a local[...] master,
+    # else none; "off": never.
+    spark_staging_dir: str | None = None
 
-    empty_spark = empty_means_default("spark_connect_host", "spark_java_home")
+    empty_spark = empty_means_default("spark_connect_host", "spark_java_home", "spark_staging_dir")
 
     @property
     def spark_connect_address(self) -> str:
         return self.spark_connect_host or self.host
+
+    @property
+    def spark_staging_path(self) -> Path | None:
+        """Where large batches are staged for the server, or None (they travel in the plan)."""
+        if self.spark_staging_dir == "off":
+            return None
+        if self.spark_staging_dir:
+            return Path(self.spark_staging_dir)
+        if self.spark_connect_host is None and self.spark_master.startswith("local"):
+            return self.data_path / "spark" / "staging"
+        return None
 
     def derived_env(self) -> dict[str, str]:
         return {"LAKEHOUSE_SPARK_CONNECT_HOST": self.spark_connect_address}
