@@ -42,6 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import orjson
 import requests
 
 from lakehouse.contracts import Contract
@@ -101,6 +102,9 @@ class BatchResult:
     # seconds per step of this run: fetch, parse, validate, raw, quarantine, audit (the
     # writes include their exactly-once checks); where a slow batch spent its time
     stages: dict[str, float] = field(default_factory=dict)
+    # the contract's GE suite on the batch's well-typed rows, in GE's result layout
+    # (lakehouse.ingest.validate.suite_result); kept in audit.ingestion_log.expectation_results
+    expectations: dict = field(default_factory=dict)
 
     def line(self) -> str:
         b = f"batch {self.batch_number}" if self.batch_number is not None else "batch ?"
@@ -552,7 +556,8 @@ class Ingestor:
             result = BatchResult(src, group, number, batch_id, "committed", validation.rows_in,
                                  validation.rows_valid, validation.rows_quarantined, snapshot, fetched.checksum,
                                  message, cycle=cycle, cycle_source=decision.cycle_source,
-                                 payload_checksum=batch.payload_checksum, missed=missed)
+                                 payload_checksum=batch.payload_checksum, missed=missed,
+                                 expectations=validation.expectations)
             with self._timed("audit"):
                 self._write_audit(result, started, key)
             return result
@@ -684,12 +689,14 @@ class Ingestor:
         finished = now_utc()
         row = [(r.batch_id, r.source, r.group_number, r.batch_number, r.rows_in, r.rows_valid,
                 r.rows_quarantined, r.snapshot_id, r.checksum, started, finished, r.status, r.message,
-                r.cycle, r.cycle_source, r.payload_checksum)]
+                r.cycle, r.cycle_source, r.payload_checksum,
+                orjson.dumps(r.expectations).decode() if r.expectations else None)]
         for missed_id in r.missed:
             number = int(missed_id.rsplit("/", 2)[-2][1:])
             row.append((missed_id, r.source, r.group_number, number, 0, 0, 0, None, None, started, finished,
                         "missed", f"published and withdrawn before it was fetched (found when {r.batch_id} "
-                                  "arrived): its rows are lost to this platform", r.cycle, r.cycle_source, None))
+                                  "arrived): its rows are lost to this platform", r.cycle, r.cycle_source, None,
+                        None))
         # The counts and the batch's identity ride along as snapshot properties too, so a
         # replay and the cycle decision answer from metadata.
         props = {ROWS_IN_PROP: str(r.rows_in), ROWS_VALID_PROP: str(r.rows_valid),

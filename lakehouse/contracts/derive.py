@@ -55,6 +55,8 @@ AUDIT_COLUMNS = (
     ("cycle", "INT", "cycle of the batch API (null: unknown, or ingested before cycles, read as 1)"),
     ("cycle_source", "STRING", "declared (the API named the cycle) | inferred (docs/ingestion.md)"),
     ("payload_checksum", "STRING", "sha256 of the payload's canonical form (keys sorted, no whitespace)"),
+    ("expectation_results", "STRING", "the contract's Great Expectations suite on the batch's well-typed "
+                                      "rows: GE's validation-result layout, as JSON (docs/ingestion.md)"),
 )
 
 

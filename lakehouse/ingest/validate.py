@@ -52,6 +52,7 @@ class Validation:
     rows_in: int
     table: pa.Table                          # _row_index + contract fields + _event_time (UTC, naive)
     quarantined: list[Quarantined] = field(default_factory=list)
+    expectations: dict = field(default_factory=dict)  # the suite's result on this batch (suite_result)
 
     @property
     def valid(self):
@@ -223,24 +224,32 @@ def pattern_matches(values: pa.Array, pattern: str) -> pa.Array:
     return pa.array(flags, pa.bool_())
 
 
-def row_checks(contract: Contract, table: pa.Table) -> dict[int, list[str]]:
+def row_checks(contract: Contract, table: pa.Table, results: list | None = None) -> dict[int, list[str]]:
     """The contract's row checks, vectorised: row index -> reasons, in the suite's order
-    (per field: required, range, pattern), worded as expectations_with_gx words them."""
+    (per field: required, range, pattern), worded as expectations_with_gx words them.
+    `results`, if given, gets each expectation's outcome on this batch, in GE's layout."""
     reasons: dict[int, list[str]] = {}
     index = table[ROW_INDEX]
+    rows = table.num_rows
 
-    def flag(column: str, failing: pa.Array, msg: str, show: bool = True) -> None:
-        values = table[column]
-        for pos in pc.indices_nonzero(failing.fill_null(False)).to_pylist():
+    def flag(column: str, failing: pa.Array, exp_type: str, kwargs: dict, show: bool = True) -> None:
+        values, msg = table[column], _describe(exp_type, kwargs)
+        hits = pc.indices_nonzero(failing.fill_null(False)).to_pylist()
+        for pos in hits:
             reasons.setdefault(index[pos].as_py(), []).append(
                 f"{column}: {msg}" + (f" (got {_short(values[pos].as_py())})" if show else ""))
+        if results is not None:
+            # GE's percentage is of every row (its unexpected_percent), nulls included
+            results.append({"expectation_config": {"type": exp_type, "kwargs": {"column": column, **kwargs}},
+                            "success": not hits,
+                            "result": {"element_count": rows, "missing_count": values.null_count,
+                                       "unexpected_count": len(hits),
+                                       "unexpected_percent": 100 * len(hits) / rows if rows else 0.0}})
 
-    if table.num_rows == 0:
-        return reasons
     for f in contract.fields:
         col = table[f.name]
         if f.required:
-            flag(f.name, pc.is_null(col), "required, got null", show=False)
+            flag(f.name, pc.is_null(col), "expect_column_values_to_not_be_null", {}, show=False)
         if f.minimum is not None or f.maximum is not None:
             numbers = pc.cast(col, pa.float64())
             outside = pa.repeat(False, len(col))  # null values stay null: nulls are not checked
@@ -248,18 +257,37 @@ def row_checks(contract: Contract, table: pa.Table) -> dict[int, list[str]]:
                 outside = pc.or_(outside, pc.less(numbers, f.minimum))
             if f.maximum is not None:
                 outside = pc.or_(outside, pc.greater(numbers, f.maximum))
-            flag(f.name, outside, _describe("expect_column_values_to_be_between",
-                                            {"min_value": f.minimum, "max_value": f.maximum}))
+            flag(f.name, outside, "expect_column_values_to_be_between",
+                 {"min_value": f.minimum, "max_value": f.maximum})
         if f.pattern is not None:
-            flag(f.name, pc.invert(pattern_matches(col, f.pattern)),
-                 _describe("expect_column_values_to_match_regex", {"regex": f.pattern}))
+            flag(f.name, pc.invert(pattern_matches(col, f.pattern)), "expect_column_values_to_match_regex",
+                 {"regex": f.pattern})
     return reasons
 
 
-def expectations_with_gx(contract: Contract, table: pa.Table) -> dict[int, list[str]]:
+def suite_result(contract: Contract, results: list, rows_checked: int, rows_in: int) -> dict:
+    """The contract's suite on one batch, in the layout of GE's validation result (suite
+    name, success, statistics, a result per expectation), so a person reads it as they
+    would read GE's own. Rows whose shape or types failed never reach the suite; they are
+    counted apart."""
+    failed = sum(1 for r in results if not r["success"])
+    return {"suite_name": f"contract_{contract.id}", "success": failed == 0,
+            "statistics": {"evaluated_expectations": len(results),
+                           "successful_expectations": len(results) - failed,
+                           "unsuccessful_expectations": failed,
+                           "success_percent": round(100 * (len(results) - failed) / len(results), 2)
+                           if results else 100.0},
+            "meta": {"rows_in": rows_in, "rows_checked": rows_checked,
+                     "rows_not_checked": rows_in - rows_checked,
+                     "evaluated_by": "lakehouse.ingest.validate.row_checks (the suite compiled to "
+                                     "Arrow kernels; tests/unit/test_validate.py holds it to GE's verdicts)"},
+            "results": results}
+
+
+def expectations_with_gx(contract: Contract, table: pa.Table, results: list | None = None) -> dict[int, list[str]]:
     """Run the contract's GE suite itself (its pandas engine, on `typed_table`'s rows); row
-    index -> reasons, from GE's per-row results. Seconds of import: for the batch-level
-    suite and the tests, never per batch."""
+    index -> reasons, from GE's per-row results, and GE's own outcome per expectation into
+    `results` if given. Seconds of import: for the tests, never per batch."""
     from lakehouse.contracts.derive import expectation_suite, gx_context
 
     df = to_pandas(table)
@@ -285,6 +313,10 @@ def expectations_with_gx(contract: Contract, table: pa.Table) -> dict[int, list[
             raise RuntimeError(f"validation of {cfg.kwargs.get('column')} failed to run: "
                                f"{r.exception_info.get('exception_message')}")
         column = cfg.kwargs.get("column")
+        if results is not None:
+            results.append({"type": cfg.type, "column": column, "success": r.success,
+                            **{k: r.result.get(k) for k in ("element_count", "missing_count", "unexpected_count",
+                                                            "unexpected_percent")}})
         for hit in r.result.get("unexpected_index_list") or []:
             value = hit.get(column)
             shown = "null" if _missing(value) else _short(value.item() if hasattr(value, "item") else value)
@@ -368,7 +400,9 @@ def validate_rows(contract: Contract, rows: list) -> Validation:
 
 def _validate_rows(contract: Contract, rows: list) -> Validation:
     table, bad = typed_table(contract, rows)
-    failed = row_checks(contract, table)
+    results: list = []
+    failed = row_checks(contract, table, results)
+    expectations = suite_result(contract, results, table.num_rows, len(rows))
     if failed:
         table = table.filter(pa.array(~np.isin(table[ROW_INDEX].to_numpy(), list(failed))))
     et = contract.event_time
@@ -384,7 +418,7 @@ def _validate_rows(contract: Contract, rows: list) -> Validation:
     for i, reasons in failed.items():
         bad.append(Quarantined(i, _as_sent(rows[i]), reasons))
     bad.sort(key=lambda q: q.index)
-    result = Validation(rows_in=len(rows), table=table, quarantined=bad)
+    result = Validation(rows_in=len(rows), table=table, quarantined=bad, expectations=expectations)
     if result.rows_valid + result.rows_quarantined != result.rows_in:
         raise AssertionError(f"row conservation broken: {result.rows_in} in, {result.rows_valid} valid, "
                              f"{result.rows_quarantined} quarantined")

@@ -6,6 +6,7 @@ so a new batch is published when a test says so. Each test uses its own group nu
 its batch keys never meet another test's rows.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -121,6 +122,15 @@ def test_every_row_fault_ends_in_quarantine_with_its_reason(stack, spark, contra
     # the valid fault kinds (duplicates, late, unknown stations, out of order) are in raw
     valid_faults = [i for i, k in enumerate(expected.faults) if k and k not in QUARANTINE_KINDS]
     assert valid_faults and result.rows_valid >= len(valid_faults)
+    # the contract's suite result on this batch is kept where SQL reads it
+    (doc,) = query(stack, f"SELECT expectation_results FROM audit.ingestion_log "
+                          f"WHERE batch_id = '{result.batch_id}' AND status = 'committed'")[0]
+    suite = json.loads(doc)
+    assert suite == result.expectations and suite["success"] is False
+    assert suite["meta"]["rows_in"] == ROWS and suite["statistics"]["unsuccessful_expectations"] > 0
+    flagged = sum(r["result"]["unexpected_count"] for r in suite["results"])
+    checked = suite["meta"]["rows_checked"]
+    assert 0 < flagged and checked == ROWS - suite["meta"]["rows_not_checked"]
 
 
 def test_a_large_batch_reaches_the_server_as_staged_parquet_with_the_same_rows(stack, spark, contracts, simulator,

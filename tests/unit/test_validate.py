@@ -179,6 +179,16 @@ def test_compiled_row_checks_give_the_great_expectations_suites_reasons(contract
 
     rows = orjson.loads(render_batch(network.replace("_", "-"), 1, 1, 3, seed=7, rows=3000, fault_rate=0.2))["data"]
     table, _ = typed_table(contracts[network], rows)
-    compiled = row_checks(contracts[network], table)
+    ours, theirs = [], []
+    compiled = row_checks(contracts[network], table, ours)
     assert compiled, "the batch has faults the row checks catch"
-    assert compiled == expectations_with_gx(contracts[network], table)
+    assert compiled == expectations_with_gx(contracts[network], table, theirs)
+    # the per-batch result kept in the audit log counts what GE counts, expectation by expectation
+    assert any(not r["success"] for r in ours)
+    assert [(r["expectation_config"]["type"], r["expectation_config"]["kwargs"]["column"], r["success"],
+             r["result"]["element_count"], r["result"]["unexpected_count"],
+             round(r["result"]["unexpected_percent"], 3)) for r in ours] == \
+        [(r["type"], r["column"], r["success"], r["element_count"], r["unexpected_count"],
+          round(r["unexpected_percent"], 3)) for r in theirs]
+    assert [r["result"]["missing_count"] for r in ours if "not_be_null" not in r["expectation_config"]["type"]] == \
+        [r["missing_count"] for r in theirs if "not_be_null" not in r["type"]]
