@@ -118,7 +118,8 @@ def run(runs: int = 5, big_runs: int = 1, sizes: tuple[int, ...] = SIZES) -> lis
     body = "\n".join([
         "`make bench-ingest`: network A batches, fault rate "
         f"{FAULT_RATE:g}. Ours: a fresh `lakehouse ingest` process (its Python start included; Spark "
-        "is the warm Spark Connect server) fetching the batch over HTTP from the simulator, validating "
+        "is the warm Spark Connect server) fetching the batch over HTTP from the simulator (asked for it "
+        "once before the clock starts, so it serves a rendered body as a real API would), validating "
         "every row and committing raw, quarantine and audit exactly once (write-audit-publish). "
         "Floor: pyarrow reading the "
         "same rows as newline-delimited JSON and writing one zstd Parquet file. Medians of the runs "
