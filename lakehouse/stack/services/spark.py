@@ -54,7 +54,8 @@ class Config(BaseModel):
     spark_s3_secret_key: SecretStr
     spark_java_home: Path | None = None
     # The server's heap (the driver's; on local[...] the executors share it). A batch's rows
-    # arrive as one local relation: 2g ran out of memory on a 1M-row batch, 4g did not.
+    # arrive as one local relation unless staged as files (spark_staging_dir): 2g ran out of
+    # memory on a 1M-row batch sent as a local relation, 4g did not.
     spark_driver_memory: str = Field("4g", pattern=r"^\d+[mgMG]$")
     # A folder both the ingest clients and the server's executors read, through which a large
     # batch's valid rows reach the server as Parquet files rather than as one local relation
