@@ -235,15 +235,21 @@ def staged_parquet(folder, table, batch_id: str):
 
     import pyarrow.parquet as pq
 
-    where = folder / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', batch_id)}.{uuid.uuid4().hex[:8]}"
-    where.mkdir(parents=True, exist_ok=True)
+    from lakehouse.stack.checks import private_dir
+
+    # rows are data: each folder this creates is 0700 and each file 0600 (the server runs
+    # as the same OS user), like everything else under the data folder
+    for level in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
+        private_dir(level)
+    where = private_dir(folder / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', batch_id)}.{uuid.uuid4().hex[:8]}")
     try:
         parts = max(1, min(os.cpu_count() or 1, table.num_rows // STAGE_FROM_ROWS))
         step = -(-table.num_rows // parts)
         paths = []
         for i in range(parts):
             path = where / f"part-{i}.parquet"
-            pq.write_table(table.slice(i * step, step), path, compression="none")
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
+                pq.write_table(table.slice(i * step, step), fh, compression="none")
             paths.append(path.resolve().as_uri())
         yield paths
     finally:

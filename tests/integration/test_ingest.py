@@ -138,6 +138,7 @@ def test_a_large_batch_reaches_the_server_as_staged_parquet_with_the_same_rows(s
     """From STAGE_FROM_ROWS valid rows, the rows travel as Parquet files the server reads
     (lowered here so a 400-row batch takes that path): raw gets exactly the validated rows,
     event times included, and the files are gone afterwards."""
+    import stat
     from contextlib import contextmanager
     from datetime import timezone
     from pathlib import Path
@@ -153,6 +154,10 @@ def test_a_large_batch_reaches_the_server_as_staged_parquet_with_the_same_rows(s
     def spy(folder, table, batch_id):
         with real(folder, table, batch_id) as paths:
             staged.extend(paths)
+            files = [Path(urlparse(p).path) for p in paths]
+            # the rows are data: private like everything else under the data folder
+            assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}
+            assert {stat.S_IMODE(d.stat().st_mode) for d in (files[0].parent, folder)} == {0o700}
             yield paths
 
     monkeypatch.setattr(job, "STAGE_FROM_ROWS", 1)
