@@ -72,6 +72,7 @@ SHUFFLE_FROM_ROWS = 50_000
 # turns a local relation into rows on one thread (1M rows: 15 s), while files are read by
 # every executor core (1M rows: 1.4 s; docs/ingestion.md, "Large batches").
 STAGE_FROM_ROWS = 50_000
+STAGED_KEPT_SECONDS = 86_400  # a staged folder older than this was left by a killed client
 MAX_BATCH = 10  # batches per cycle of the bundled simulator (platform.md section 4)
 # A committed batch's key (lakehouse.ingest.cycles.batch_key); rejected and failed keys differ.
 _KEY = re.compile(r"^(?P<source>[a-z][a-z0-9_]*)/g(?P<group>\d+)/(?:c(?P<cycle>\d+)/)?b(?P<batch>\d+)$")
@@ -241,6 +242,14 @@ def staged_parquet(folder, table, batch_id: str):
     # as the same OS user), like everything else under the data folder
     for level in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
         private_dir(level)
+    # a client killed during its write leaves its folder behind (the server may still be
+    # reading it then); a day later nobody is
+    for left in folder.iterdir():
+        try:
+            if left.is_dir() and time.time() - left.stat().st_mtime > STAGED_KEPT_SECONDS:
+                shutil.rmtree(left, ignore_errors=True)
+        except FileNotFoundError:  # another client swept it first
+            pass
     where = private_dir(folder / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', batch_id)}.{uuid.uuid4().hex[:8]}")
     try:
         parts = max(1, min(os.cpu_count() or 1, table.num_rows // STAGE_FROM_ROWS))
