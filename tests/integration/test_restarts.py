@@ -72,8 +72,12 @@ def test_up_after_kill9_of_supervisord_alone_ends_its_orphans_and_comes_back_hea
     orphans = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     # supervisord died alone: every server it started lives on, orphaned
     assert {c.pid for c in orphans} >= set(programs.values())
-    # ... and is recognised as this stack's, even the ones that retitled themselves
-    assert {c.pid for c in orphans} <= {p.pid for p in manager.stack_processes(stack)}
+    # ... and is recognised as this stack's, even the ones that retitled themselves. A short
+    # child (a PostgreSQL backend, a task process) may end by itself while the process table
+    # is read: only one still alive after the scan counts as missed.
+    found = {p.pid for p in manager.stack_processes(stack)}
+    missed = [c for c in orphans if c.pid not in found and c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert missed == [], [(c.pid, c.cmdline()[:4], c.ppid()) for c in missed]
 
     t0 = time.monotonic()
     up = lakehouse("up")
