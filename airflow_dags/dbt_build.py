@@ -11,6 +11,10 @@ One task, `lakehouse marts update` (lakehouse/marts.py), which coalesces:
   build (its ledger), and otherwise ends at once with exit 99, which marks the task
   skipped. A run queued by a batch that the previous build already covered costs a second,
   not a build.
+- the models publish first, then the data tests run; when batches committed during the
+  build, the tests are left to the next build, which starts at once and tests both builds'
+  rows, at most LAKEHOUSE_DBT_TESTS_DEFER_SECONDS (300) after the last tested build. A batch
+  then waits for the models of one build, not for a queue of test suites.
 The build is `dbt build` (models, then their data tests; dbt's unit tests check the SQL
 against fixed inputs, which no batch changes, so they run in CI and `make dbt-build`, not
 here). Missing source tables are created first, so the first build doesn't wait for every
@@ -47,7 +51,8 @@ with DAG(
 ) as dag:
     BashOperator(
         task_id="dbt_build",
-        bash_command=cli(("marts", "update", "--", "--exclude", "resource_type:unit_test")),
+        bash_command=cli(("marts", "update", "--defer-tests", f"{SETTINGS.dbt_tests_defer_seconds:g}",
+                          "--", "--exclude", "resource_type:unit_test")),
         skip_on_exit_code=SKIPPED,
         outlets=[table_asset(SETTINGS, "marts", "fct_observations_hourly")],
     )

@@ -249,9 +249,13 @@ def marts() -> None:
 @click.option("--gate", is_flag=True,
               help="One `dbt build` in dbt's order: each model's data tests run before its children, and a "
                    "failure stops them. By default the models publish first and the data tests follow.")
+@click.option("--defer-tests", "defer_tests", type=float, default=0.0, show_default=True, metavar="SECONDS",
+              help="Leave a build's data tests to the next build when batches committed while it ran, as long "
+                   "as the last tested build started less than SECONDS ago (the scheduler's DAG uses 300). "
+                   "The next build tests both builds' rows. 0: test every build.")
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
 def marts_update(settle_seconds: float, settle_max_seconds: float, force: bool, gate: bool,
-                 dbt_args: tuple[str, ...]) -> None:
+                 defer_tests: float, dbt_args: tuple[str, ...]) -> None:
     """`dbt build [DBT_ARGS]` if a source table (raw, quarantine, audit) or the dbt project
     changed since the last successful build; otherwise exit 99 at once ("skipped"). One build
     covers every batch that committed before it started. The models are built first, then
@@ -267,7 +271,7 @@ def marts_update(settle_seconds: float, settle_max_seconds: float, force: bool, 
     ensure_namespaces(settings)
     sys.exit(ledger.update(settings, list(dbt_args), settle_seconds=settle_seconds,
                            settle_max_seconds=settle_max_seconds, force=force, gate=gate,
-                           say=lambda m: click.echo(m, err=True)))
+                           defer_tests=defer_tests, say=lambda m: click.echo(m, err=True)))
 
 
 @marts.command("log")
@@ -280,9 +284,9 @@ def marts_log(limit: int) -> None:
     rows = ledger.log(_settings(), limit)
     if not rows:
         click.echo("no mart build recorded yet (`lakehouse marts update` records them)")
-    for finished, status, seconds, command, changed in rows:
-        click.echo(f"{finished:%Y-%m-%d %H:%M:%S %Z}  {status:<8} {seconds:7.1f}s  {command}  "
-                   f"changed: {', '.join(changed) or '-'}")
+    for finished, status, seconds, command, changed, tests in rows:
+        click.echo(f"{finished:%Y-%m-%d %H:%M:%S %Z}  {status:<8} {seconds:7.1f}s  tests {tests or '-':<8}  "
+                   f"{command}  changed: {', '.join(changed) or '-'}")
 
 
 @cli.command("lint-sql")

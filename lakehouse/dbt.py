@@ -24,6 +24,7 @@ import time
 from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -171,27 +172,53 @@ class PhaseFailed(LakehouseError):
 
 
 def run_phases(settings: Settings, parse_args: list[str], phases: list[tuple[str, list[str]]], *,
-               project: Path = DBT_PROJECT) -> None:
+               project: Path = DBT_PROJECT, ask: dict[str, Callable[[], bool]] | None = None) -> list[str]:
     """Run dbt commands in order in one dbt process that parses the project once
     (lakehouse/dbt_phases.py), each in a target folder of its own, until one fails; the
     caller holds the `dbt` lock. `parse_args` must carry whatever the phases share that
-    parsing reads (their --vars). A failure raises, naming the phase and its failed nodes."""
+    parsing reads (their --vars). A failure raises, naming the phase and its failed nodes.
+    `ask`: phases that run only if their function, called just before them, returns True.
+    Returns the names of the phases left out that way."""
     if project == DBT_PROJECT and sync_sources(settings):
         print(f"regenerated {SOURCES_FILE.relative_to(REPO_ROOT)} from the contracts", file=sys.stderr)
+    ask = ask or {}
     targets = [new_target(project) for _ in phases]
+    question, ask_fd = os.pipe()
     spec = {"parse": [*parse_args, "--target-path", str(targets[0]), "--log-path", str(targets[0])],
-            "phases": [{"name": name, "args": [*args, "--target-path", str(t), "--log-path", str(t)]}
-                       for (name, args), t in zip(phases, targets)]}
+            "phases": [{"name": name, "args": [*args, "--target-path", str(t), "--log-path", str(t)],
+                        "ask": name in ask} for (name, args), t in zip(phases, targets)],
+            "ask_fd": ask_fd}
     spec_file = targets[0] / "phases.json"
     spec_file.write_text(json.dumps(spec))
-    proc = subprocess.run([sys.executable, "-m", "lakehouse.dbt_phases", str(spec_file)], cwd=project,
-                          env={**dbt_env(settings, project), "PYTHONPATH": str(REPO_ROOT)}, text=True)
+    left_out = []
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "lakehouse.dbt_phases", str(spec_file)], cwd=project,
+                                env={**dbt_env(settings, project), "PYTHONPATH": str(REPO_ROOT)},
+                                stdin=subprocess.PIPE, pass_fds=(ask_fd,), text=True)
+    finally:
+        os.close(ask_fd)
+    with os.fdopen(question) as questions:  # ends when the dbt process exits
+        for line in questions:
+            try:
+                go = ask[line.strip()]()
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+            left_out += [] if go else [line.strip()]
+            try:
+                proc.stdin.write("run\n" if go else "skip\n")
+                proc.stdin.flush()
+            except BrokenPipeError:
+                break
+    proc.stdin.close()
+    proc.wait()
     ran = targets[:proc.returncode] if 0 < proc.returncode <= len(phases) else targets
     for target in ran:
         if (target / "run_results.json").exists():
             _publish(target, project)
     if proc.returncode == 0:
-        return
+        return left_out
     if proc.returncode > len(phases):
         raise LakehouseError(f"dbt could not parse the project (exit {proc.returncode})",
                              f"read dbt's output above; its log is {targets[0] / 'dbt.log'}")

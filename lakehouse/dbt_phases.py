@@ -8,13 +8,20 @@ manifest (dbt's programmatic invocation, `dbtRunner(manifest=...)`), in order, u
 fails. Each phase's args carry its own --target-path and --log-path. A separate dbt process
 per phase would pay Python's start and the parse again: seconds per phase.
 
-Exit status: 0 when every phase succeeded; k when phase k (from 1) failed; 100 when the
-parse failed. Imports only dbt: this runs with dbt's environment, and none of ours.
+A phase marked `"ask": true` runs only if the parent agrees: before it, this process writes
+the phase's name and a newline to the file descriptor `ask_fd` of the spec, and reads one line
+from stdin: `run` runs the phase, anything else leaves it out (the parent decides with what
+it knows then, e.g. whether newer batches are waiting; lakehouse/marts.py).
+
+Exit status: 0 when every phase succeeded or was left out; k when phase k (from 1) failed;
+100 when the parse failed. Imports only dbt: this runs with dbt's environment, and none of
+ours.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,6 +39,12 @@ def main(argv: list[str]) -> int:
         return PARSE_FAILED
     runner = dbtRunner(manifest=parsed.result)
     for k, phase in enumerate(spec["phases"], start=1):
+        if phase.get("ask"):
+            os.write(spec["ask_fd"], f"{phase['name']}\n".encode())
+            answer = sys.stdin.readline().strip()
+            if answer != "run":
+                print(f"dbt phase {phase['name']}: left out ({answer or 'no answer'})", file=sys.stderr, flush=True)
+                continue
         t0 = time.monotonic()
         result = runner.invoke(phase["args"])
         print(f"dbt phase {phase['name']}: {'done' if result.success else 'failed'} in "

@@ -122,6 +122,8 @@ def ensure_ledger(conn: psycopg.Connection) -> None:
         seconds double precision NOT NULL,
         command text NOT NULL,
         state jsonb NOT NULL)""")
+    # passed, deferred or failed; NULL on the rows of builds recorded before it existed
+    conn.execute(f"ALTER TABLE {LEDGER} ADD COLUMN IF NOT EXISTS tests text")
 
 
 def last_success(conn: psycopg.Connection) -> tuple[datetime, dict] | None:
@@ -131,22 +133,45 @@ def last_success(conn: psycopg.Connection) -> tuple[datetime, dict] | None:
 
 
 def record(conn: psycopg.Connection, started: datetime, status: str, seconds: float, command: str,
-           state: dict) -> None:
-    conn.execute(f"INSERT INTO {LEDGER} (started_at, finished_at, status, seconds, command, state) "
-                 "VALUES (%s, %s, %s, %s, %s, %s)",
-                 (started, datetime.now(timezone.utc), status, seconds, command, json.dumps(state)))
+           state: dict, tests: str | None = None) -> None:
+    conn.execute(f"INSERT INTO {LEDGER} (started_at, finished_at, status, seconds, command, state, tests) "
+                 "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                 (started, datetime.now(timezone.utc), status, seconds, command, json.dumps(state), tests))
+
+
+def last_tested(conn: psycopg.Connection) -> datetime | None:
+    """When the newest build whose data tests passed started, if no build failed since;
+    None otherwise (then the next build's tests are due whatever else is waiting)."""
+    row = conn.execute(f"SELECT status, tests, started_at FROM {LEDGER} WHERE status = 'failed' "
+                       "OR coalesce(tests, 'passed') = 'passed' ORDER BY id DESC LIMIT 1").fetchone()
+    return row[2] if row and row[0] == "success" else None
+
+
+def tests_due(newer_waiting: bool, tested_ago: float | None, defer_up_to: float) -> bool:
+    """Whether a build's data tests run now, or are left to the next build.
+
+    They are deferred only when a newer batch has committed during the build (so another
+    build follows at once), and the last build whose tests passed started less than
+    `defer_up_to` seconds ago. The next build's tests cover every row that this build's would
+    have: the staging tests read the rows ingested since the incremental marts' watermark
+    minus the lookback, and the mart tests the days those rows touch (var tests_since and
+    merge_from), a window that reaches back past every untested batch while `defer_up_to` is
+    shorter than the lookback. So under a steady stream of batches the marts are rebuilt as
+    often as batches arrive, and tested at least every `defer_up_to` seconds."""
+    return not newer_waiting or defer_up_to <= 0 or tested_ago is None or tested_ago >= defer_up_to
 
 
 def log(settings: Settings, limit: int = 20) -> list[tuple]:
-    """The newest ledger rows: finished_at, status, seconds, command, tables that changed."""
+    """The newest ledger rows: finished_at, status, seconds, command, tables that changed,
+    and what became of the data tests (passed, deferred, failed; None before it was kept)."""
     with _connect(settings) as conn:
         ensure_ledger(conn)
-        rows = conn.execute(f"SELECT finished_at, status, seconds, command, state FROM {LEDGER} "
+        rows = conn.execute(f"SELECT finished_at, status, seconds, command, state, tests FROM {LEDGER} "
                             "ORDER BY id DESC LIMIT %s", (limit + 1,)).fetchall()
     out = []
-    for i, (finished, status, seconds, command, state) in enumerate(rows[:limit]):
+    for i, (finished, status, seconds, command, state, tests) in enumerate(rows[:limit]):
         before = next((r[4] for r in rows[i + 1:] if r[1] == "success"), {})
-        out.append((finished, status, seconds, command, changed_tables(state, before)))
+        out.append((finished, status, seconds, command, changed_tables(state, before), tests))
     return out
 
 
@@ -242,6 +267,7 @@ def seeds_changed(state: dict, previous: tuple[datetime, dict] | None) -> bool:
     return previous is None or previous[1].get("dbt_project") != state.get("dbt_project")
 
 
+TESTS = "data tests"  # the phase of a build that runs its data tests
 FIRST = "tag:publish_first"  # models whose freshness matters most (the hourly time series)
 _SELECTING = ("--select", "-s", "--models", "-m", "--selector")
 
@@ -268,7 +294,7 @@ def build_phases(args: list[str], *, gate: bool = False, seeds: bool = True) -> 
     if gate:
         return [("build", [*args, *skip_seeds])]
     no_tests = ["--exclude-resource-type", "test", *skip_seeds]
-    tests = ("data tests", [*args, "--resource-type", "test"])
+    tests = (TESTS, [*args, "--resource-type", "test"])
     if any(a in _SELECTING or a.startswith(tuple(f"{s}=" for s in _SELECTING)) for a in args):
         return [("models", [*args, *no_tests]), tests]
     return [("models first", [*args, "--select", f"+{FIRST}", *no_tests]),
@@ -292,15 +318,23 @@ def changed_tables(state: dict, before: dict) -> list[str]:
 
 def update(settings: Settings, dbt_args: list[str], *, settle_seconds: float = 5.0,
            settle_max_seconds: float = 20.0, force: bool = False, gate: bool = False,
-           say: Callable[[str], None] = print) -> int:
+           defer_tests: float = 0.0, say: Callable[[str], None] = print) -> int:
     """Build the marts if a source table or the dbt project changed since the last successful
     build; return 0 after a build, SKIPPED when nothing changed. A failed build raises.
-    `gate`: one `dbt build`, each model's data tests before its children (build_phases)."""
+    `gate`: one `dbt build`, each model's data tests before its children (build_phases).
+    `defer_tests`: seconds for which the data tests may be left to the next build while newer
+    batches wait (tests_due); 0 tests every build."""
     from lakehouse import dbt, locks
     from lakehouse.contracts import load_all
 
     tables = source_tables(load_all().values())
     command = " ".join(["dbt", "build", *dbt_args])
+    lookback = lookback_minutes(dbt_args)
+    if defer_tests > 0 and (gate or defer_tests >= lookback * 60):
+        raise LakehouseError(
+            f"the data tests can be deferred for {defer_tests:g}s only without --gate, and for less than the "
+            f"incremental lookback ({lookback:g} min): the next build's tests reach back that far",
+            "lower --defer-tests, or raise var incremental_lookback_minutes")
     with _connect(settings) as conn:
         ensure_ledger(conn)
 
@@ -332,18 +366,34 @@ def update(settings: Settings, dbt_args: list[str], *, settle_seconds: float = 5
             started, t0 = datetime.now(timezone.utc), time.monotonic()  # before the pins: a lower bound
             pins = snapshots(settings, tables)
             extra = {"source_snapshots": pins}
-            extra.update(merge_window(settings, pins, lookback_minutes(dbt_args)) or {})
+            extra.update(merge_window(settings, pins, lookback) or {})
             args = with_vars(dbt_args, extra)
             seeds = "--full-refresh" in args or seeds_changed(state, previous)
             phases = [(name, ["build", *a]) for name, a in build_phases(args, gate=gate, seeds=seeds)]
+
+            def run_tests_now() -> bool:
+                tested = last_tested(conn)
+                ago = None if tested is None else (datetime.now(timezone.utc) - tested).total_seconds()
+                newer = changed_tables(read(), state)
+                if tests_due(bool(newer), ago, defer_tests):
+                    return True
+                say(f"the models are built; their data tests are left to the next build, which starts at once "
+                    f"for what committed meanwhile ({', '.join(newer)}) and tests both builds' rows "
+                    f"(the last tested build started {ago:.0f}s ago; tests wait at most {defer_tests:g}s)")
+                return False
+
+            ask = {TESTS: run_tests_now} if defer_tests > 0 and any(n == TESTS for n, _ in phases) else {}
             try:
-                dbt.run_phases(settings, parse_args(args), phases)
+                left_out = dbt.run_phases(settings, parse_args(args), phases, ask=ask)
             except LakehouseError as exc:
-                record(conn, started, "failed", time.monotonic() - t0, command, state)
-                if isinstance(exc, dbt.PhaseFailed) and exc.phase == "data tests":
+                failed_tests = isinstance(exc, dbt.PhaseFailed) and exc.phase == TESTS
+                record(conn, started, "failed", time.monotonic() - t0, command, state,
+                       "failed" if failed_tests else None)
+                if failed_tests:
                     raise LakehouseError(f"the marts were built, but their data tests failed: {exc.message}",
                                          exc.hint) from exc
                 raise
-            record(conn, started, "success", time.monotonic() - t0, command, state)
-            say(f"built in {time.monotonic() - t0:.1f}s")
+            tests = "deferred" if TESTS in left_out else "passed"
+            record(conn, started, "success", time.monotonic() - t0, command, state, tests)
+            say(f"built in {time.monotonic() - t0:.1f}s" + (" (data tests deferred)" if left_out else ""))
     return 0

@@ -302,3 +302,47 @@ def test_sqlfluff_passes_on_the_models(cycle):
     proc = lakehouse("lint-sql", check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "All Finished" in proc.stdout
+
+
+def test_the_schedulers_build_defers_its_data_tests_while_newer_batches_wait(stack, cycle, spark):
+    """`marts update --defer-tests`: a commit to a source table during the models leaves the
+    data tests to the next build, which starts for that commit and runs them (nothing newer is
+    waiting then). The ledger says which build tested. A metadata commit (a table property,
+    set by Spark, which owns raw) stands in for a batch: the build reads table states, and a
+    real batch would only make the models slower."""
+    touches = iter(range(1, 100))
+
+    def touch() -> None:
+        spark.sql(f"ALTER TABLE {stack.catalog_name}.raw.network_a "
+                  f"SET TBLPROPERTIES ('lakehouse.it-touch'='{next(touches)}')")
+
+    # a build with nothing newer waiting runs its tests, even when it may defer them
+    touch()
+    proc = lakehouse("marts", "update", "--settle", "0", "--defer-tests", "300")
+    assert "dbt phase data tests: done" in proc.stderr, proc.stderr[-3000:]
+    assert "tests passed" in lakehouse("marts", "log", "-n", "1").stdout
+
+    touch()
+    proc = subprocess.Popen(LAKEHOUSE + ["marts", "update", "--settle", "0", "--defer-tests", "300"],
+                            text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = []
+    for line in proc.stderr:
+        err.append(line)
+        if line.startswith("dbt phase models first: done"):
+            touch()  # a batch commits while the build runs
+    assert proc.wait(timeout=600) == 0, "".join(err)[-3000:]
+    said = "".join(err)
+    assert "their data tests are left to the next build" in said and "raw.network_a" in said, said[-3000:]
+    assert "dbt phase data tests: left out" in said and "(data tests deferred)" in said, said[-3000:]
+    log = lakehouse("marts", "log", "-n", "1").stdout
+    assert " success " in log and "tests deferred" in log, log
+
+    # the next run builds for the commit, and nothing newer waits: it tests
+    proc = lakehouse("marts", "update", "--settle", "0", "--defer-tests", "300")
+    assert "changed since the last build: raw.network_a" in proc.stderr, proc.stderr[-3000:]
+    assert "dbt phase data tests: done" in proc.stderr and "left to the next build" not in proc.stderr
+    assert "tests passed" in lakehouse("marts", "log", "-n", "1").stdout
+
+    # deferring for as long as the lookback (or longer) would leave rows untested: refused
+    proc = lakehouse("marts", "update", "--settle", "0", "--defer-tests", "3600", check=False)
+    assert proc.returncode != 0 and "less than the incremental lookback (60 min)" in proc.stderr, proc.stderr

@@ -133,3 +133,26 @@ def test_the_publish_first_tag_selects_the_hourly_mart():
 
     doc = yaml.safe_load((marts.DBT_PROJECT / "models" / "marts" / "fct_observations_hourly.yml").read_text())
     assert marts.FIRST.removeprefix("tag:") in doc["models"][0]["config"]["tags"]
+
+
+def test_data_tests_are_deferred_only_while_newer_batches_wait_and_the_last_tested_build_is_recent():
+    # a newer batch waits, and tests passed 100 s ago: the next build tests both
+    assert not marts.tests_due(True, 100.0, 300.0)
+    # nothing newer: this build is the last for now, so it tests
+    assert marts.tests_due(False, 100.0, 300.0)
+    # the last tested build is too old, none passed yet, or a build failed since (None)
+    assert marts.tests_due(True, 300.0, 300.0) and marts.tests_due(True, None, 300.0)
+    # deferral switched off
+    assert marts.tests_due(True, 1.0, 0.0)
+
+
+def test_deferring_tests_for_the_lookback_or_longer_is_refused_before_anything_runs(monkeypatch):
+    import pytest
+
+    from lakehouse.errors import LakehouseError
+
+    monkeypatch.setattr(marts, "_connect", lambda s: pytest.fail("no connection should be opened"))
+    with pytest.raises(LakehouseError, match="less than the incremental lookback"):
+        marts.update(None, ["--vars", "{incremental_lookback_minutes: 5}"], defer_tests=300)
+    with pytest.raises(LakehouseError, match="without --gate"):
+        marts.update(None, [], defer_tests=60, gate=True)
