@@ -249,13 +249,18 @@ def marts() -> None:
 @click.option("--gate", is_flag=True,
               help="One `dbt build` in dbt's order: each model's data tests run before its children, and a "
                    "failure stops them. By default the models publish first and the data tests follow.")
-@click.option("--defer-tests", "defer_tests", type=float, default=0.0, show_default=True, metavar="SECONDS",
-              help="Leave a build's data tests to the next build when batches committed while it ran, as long "
-                   "as the last tested build started less than SECONDS ago (the scheduler's DAG uses 300). "
-                   "The next build tests both builds' rows. 0: test every build.")
+@click.option("--defer-rest", "defer_rest", type=float, default=0.0, show_default=True, metavar="SECONDS",
+              help="When batches committed while a build ran its publish-first models, leave the rest of it (the "
+                   "other marts, the data tests) to the next build, which covers both, as long as the last "
+                   "complete build started less than SECONDS ago (the scheduler's DAG uses "
+                   "LAKEHOUSE_DBT_DEFER_REST_SECONDS). 0: complete every build.")
+@click.option("--keep-up", "keep_up", type=float, default=0.0, show_default=True, metavar="SECONDS",
+              help="For this many seconds, when batches committed during a build, build again at once in this "
+                   "process, instead of ending and leaving them to the next run (the scheduler's DAG uses "
+                   "LAKEHOUSE_DBT_KEEP_UP_SECONDS). 0: one build.")
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
 def marts_update(settle_seconds: float, settle_max_seconds: float, force: bool, gate: bool,
-                 defer_tests: float, dbt_args: tuple[str, ...]) -> None:
+                 defer_rest: float, keep_up: float, dbt_args: tuple[str, ...]) -> None:
     """`dbt build [DBT_ARGS]` if a source table (raw, quarantine, audit) or the dbt project
     changed since the last successful build; otherwise exit 99 at once ("skipped"). One build
     covers every batch that committed before it started. The models are built first, then
@@ -271,21 +276,22 @@ def marts_update(settle_seconds: float, settle_max_seconds: float, force: bool, 
     ensure_namespaces(settings)
     sys.exit(ledger.update(settings, list(dbt_args), settle_seconds=settle_seconds,
                            settle_max_seconds=settle_max_seconds, force=force, gate=gate,
-                           defer_tests=defer_tests, say=lambda m: click.echo(m, err=True)))
+                           defer_rest=defer_rest, keep_up=keep_up, say=lambda m: click.echo(m, err=True)))
 
 
 @marts.command("log")
 @click.option("-n", "limit", type=int, default=20, show_default=True, help="How many builds to show, newest first.")
 def marts_log(limit: int) -> None:
-    """The recorded mart builds: when, how long, the outcome, and which source tables had
+    """The recorded mart builds: when, how long, the outcome, what became of the rest of the
+    build after the publish-first marts (done, deferred, failed), and which source tables had
     changed since the build before."""
     from lakehouse import marts as ledger
 
     rows = ledger.log(_settings(), limit)
     if not rows:
         click.echo("no mart build recorded yet (`lakehouse marts update` records them)")
-    for finished, status, seconds, command, changed, tests in rows:
-        click.echo(f"{finished:%Y-%m-%d %H:%M:%S %Z}  {status:<8} {seconds:7.1f}s  tests {tests or '-':<8}  "
+    for finished, status, seconds, command, changed, rest in rows:
+        click.echo(f"{finished:%Y-%m-%d %H:%M:%S %Z}  {status:<8} {seconds:7.1f}s  rest {rest or '-':<8}  "
                    f"{command}  changed: {', '.join(changed) or '-'}")
 
 

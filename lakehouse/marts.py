@@ -122,8 +122,10 @@ def ensure_ledger(conn: psycopg.Connection) -> None:
         seconds double precision NOT NULL,
         command text NOT NULL,
         state jsonb NOT NULL)""")
-    # passed, deferred or failed; NULL on the rows of builds recorded before it existed
-    conn.execute(f"ALTER TABLE {LEDGER} ADD COLUMN IF NOT EXISTS tests text")
+    # what became of the rest of the build, after the publish-first models: done (the other
+    # marts built, the data tests passed), deferred (to the next build) or failed; NULL on
+    # rows recorded before it was kept
+    conn.execute(f"ALTER TABLE {LEDGER} ADD COLUMN IF NOT EXISTS rest text")
 
 
 def last_success(conn: psycopg.Connection) -> tuple[datetime, dict] | None:
@@ -133,45 +135,48 @@ def last_success(conn: psycopg.Connection) -> tuple[datetime, dict] | None:
 
 
 def record(conn: psycopg.Connection, started: datetime, status: str, seconds: float, command: str,
-           state: dict, tests: str | None = None) -> None:
-    conn.execute(f"INSERT INTO {LEDGER} (started_at, finished_at, status, seconds, command, state, tests) "
+           state: dict, rest: str | None = None) -> None:
+    conn.execute(f"INSERT INTO {LEDGER} (started_at, finished_at, status, seconds, command, state, rest) "
                  "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                 (started, datetime.now(timezone.utc), status, seconds, command, json.dumps(state), tests))
+                 (started, datetime.now(timezone.utc), status, seconds, command, json.dumps(state), rest))
 
 
-def last_tested(conn: psycopg.Connection) -> datetime | None:
-    """When the newest build whose data tests passed started, if no build failed since;
-    None otherwise (then the next build's tests are due whatever else is waiting)."""
-    row = conn.execute(f"SELECT status, tests, started_at FROM {LEDGER} WHERE status = 'failed' "
-                       "OR coalesce(tests, 'passed') = 'passed' ORDER BY id DESC LIMIT 1").fetchone()
+def last_complete(conn: psycopg.Connection) -> datetime | None:
+    """When the newest complete build (every model built, every data test passed) started,
+    if no build failed since; None otherwise (then the next build is complete, whatever else
+    is waiting)."""
+    row = conn.execute(f"SELECT status, rest, started_at FROM {LEDGER} WHERE status = 'failed' "
+                       "OR coalesce(rest, 'done') = 'done' ORDER BY id DESC LIMIT 1").fetchone()
     return row[2] if row and row[0] == "success" else None
 
 
-def tests_due(newer_waiting: bool, tested_ago: float | None, defer_up_to: float) -> bool:
-    """Whether a build's data tests run now, or are left to the next build.
+def rest_due(newer_waiting: bool, complete_ago: float | None, defer_up_to: float) -> bool:
+    """Whether the rest of a build (the marts not tagged publish_first, then the data tests)
+    runs now, or is left to the next build.
 
-    They are deferred only when a newer batch has committed during the build (so another
-    build follows at once), and the last build whose tests passed started less than
-    `defer_up_to` seconds ago. The next build's tests cover every row that this build's would
-    have: the staging tests read the rows ingested since the incremental marts' watermark
-    minus the lookback, and the mart tests the days those rows touch (var tests_since and
-    merge_from), a window that reaches back past every untested batch while `defer_up_to` is
-    shorter than the lookback. So under a steady stream of batches the marts are rebuilt as
-    often as batches arrive, and tested at least every `defer_up_to` seconds."""
-    return not newer_waiting or defer_up_to <= 0 or tested_ago is None or tested_ago >= defer_up_to
+    It is deferred only when a newer batch has committed during the build (so another build
+    follows at once), and the last complete build started less than `defer_up_to` seconds
+    ago. The other marts are full rebuilds, so the next build's cover this one's sources too.
+    Its tests cover every row that this build's would have: the staging tests read the rows
+    ingested since the incremental marts' watermark minus the lookback, and the mart tests
+    the days those rows touch (var tests_since and merge_from), a window that reaches back
+    past every untested batch while `defer_up_to` is shorter than the lookback. So under a
+    steady stream of batches the time series is rebuilt as often as batches arrive, and
+    everything else at least every `defer_up_to` seconds."""
+    return not newer_waiting or defer_up_to <= 0 or complete_ago is None or complete_ago >= defer_up_to
 
 
 def log(settings: Settings, limit: int = 20) -> list[tuple]:
     """The newest ledger rows: finished_at, status, seconds, command, tables that changed,
-    and what became of the data tests (passed, deferred, failed; None before it was kept)."""
+    and what became of the rest of the build (done, deferred, failed; None before it was kept)."""
     with _connect(settings) as conn:
         ensure_ledger(conn)
-        rows = conn.execute(f"SELECT finished_at, status, seconds, command, state, tests FROM {LEDGER} "
+        rows = conn.execute(f"SELECT finished_at, status, seconds, command, state, rest FROM {LEDGER} "
                             "ORDER BY id DESC LIMIT %s", (limit + 1,)).fetchall()
     out = []
-    for i, (finished, status, seconds, command, state, tests) in enumerate(rows[:limit]):
+    for i, (finished, status, seconds, command, state, rest) in enumerate(rows[:limit]):
         before = next((r[4] for r in rows[i + 1:] if r[1] == "success"), {})
-        out.append((finished, status, seconds, command, changed_tables(state, before), tests))
+        out.append((finished, status, seconds, command, changed_tables(state, before), rest))
     return out
 
 
@@ -268,6 +273,7 @@ def seeds_changed(state: dict, previous: tuple[datetime, dict] | None) -> bool:
 
 
 TESTS = "data tests"  # the phase of a build that runs its data tests
+OTHERS = "other models"  # the phase that builds the models not tagged publish_first
 FIRST = "tag:publish_first"  # models whose freshness matters most (the hourly time series)
 _SELECTING = ("--select", "-s", "--models", "-m", "--selector")
 
@@ -298,7 +304,7 @@ def build_phases(args: list[str], *, gate: bool = False, seeds: bool = True) -> 
     if any(a in _SELECTING or a.startswith(tuple(f"{s}=" for s in _SELECTING)) for a in args):
         return [("models", [*args, *no_tests]), tests]
     return [("models first", [*args, "--select", f"+{FIRST}", *no_tests]),
-            ("other models", [*args, "--exclude", f"+{FIRST}", *no_tests]),
+            (OTHERS, [*args, "--exclude", f"+{FIRST}", *no_tests]),
             tests]
 
 
@@ -318,82 +324,110 @@ def changed_tables(state: dict, before: dict) -> list[str]:
 
 def update(settings: Settings, dbt_args: list[str], *, settle_seconds: float = 5.0,
            settle_max_seconds: float = 20.0, force: bool = False, gate: bool = False,
-           defer_tests: float = 0.0, say: Callable[[str], None] = print) -> int:
+           defer_rest: float = 0.0, keep_up: float = 0.0, say: Callable[[str], None] = print) -> int:
     """Build the marts if a source table or the dbt project changed since the last successful
     build; return 0 after a build, SKIPPED when nothing changed. A failed build raises.
     `gate`: one `dbt build`, each model's data tests before its children (build_phases).
-    `defer_tests`: seconds for which the data tests may be left to the next build while newer
-    batches wait (tests_due); 0 tests every build."""
-    from lakehouse import dbt, locks
+    `defer_rest`: seconds for which the rest of a build (the marts not tagged publish_first,
+    and the data tests) may be left to the next build while newer batches wait (rest_due);
+    0 completes every build.
+    `keep_up`: for this many seconds, a build that ends with newer commits waiting is followed
+    at once by another, in this process: no scheduling round, no new process, between them."""
     from lakehouse.contracts import load_all
 
     tables = source_tables(load_all().values())
-    command = " ".join(["dbt", "build", *dbt_args])
     lookback = lookback_minutes(dbt_args)
-    if defer_tests > 0 and (gate or defer_tests >= lookback * 60):
+    if defer_rest > 0 and (gate or defer_rest >= lookback * 60):
         raise LakehouseError(
-            f"the data tests can be deferred for {defer_tests:g}s only without --gate, and for less than the "
-            f"incremental lookback ({lookback:g} min): the next build's tests reach back that far",
-            "lower --defer-tests, or raise var incremental_lookback_minutes")
+            f"the rest of a build can be deferred for {defer_rest:g}s only without --gate, and for less than "
+            f"the incremental lookback ({lookback:g} min): the next build's data tests reach back that far",
+            "lower --defer-rest, or raise var incremental_lookback_minutes")
+    until = time.monotonic() + keep_up
     with _connect(settings) as conn:
         ensure_ledger(conn)
 
         def read() -> dict:
             return {**table_state(conn, settings, tables), "dbt_project": project_hash()}
 
-        if settle_seconds > 0:
-            settle(read, settle_seconds, settle_max_seconds, say=say,
-                   quiet_for=seconds_since_last_commit(settings, tables))
-        with locks.hold(settings, "dbt", purpose="lakehouse marts update", say=say):
+        builds = 0
+        while True:
+            if settle_seconds > 0:
+                settle(read, settle_seconds, settle_max_seconds, say=say,
+                       quiet_for=seconds_since_last_commit(settings, tables))
+            again = time.monotonic() < until  # another build may follow this one here
+            state = _build(settings, conn, read, tables, dbt_args, lookback, force=force and not builds,
+                           gate=gate, defer_rest=defer_rest, say=say)
+            if state is None:
+                return SKIPPED if not builds else 0
+            builds += 1
+            newer = changed_tables(read(), state)
+            if not (again and newer and time.monotonic() < until):
+                return 0
+            say(f"committed during the build: {', '.join(newer)}; building again at once "
+                f"(build {builds + 1} of this run; --keep-up {keep_up:g}s)")
+
+
+def _build(settings: Settings, conn: psycopg.Connection, read: Callable[[], dict], tables: list[str],
+           dbt_args: list[str], lookback: float, *, force: bool, gate: bool, defer_rest: float,
+           say: Callable[[str], None]) -> dict | None:
+    """One build under the `dbt` lock (update); the state it recorded, or None when nothing
+    changed since the last successful build."""
+    from lakehouse import dbt, locks
+
+    command = " ".join(["dbt", "build", *dbt_args])
+    with locks.hold(settings, "dbt", purpose="lakehouse marts update", say=say):
+        state = read()
+        previous = last_success(conn)
+        if previous and not force:
+            changed = changed_tables(state, previous[1])
+            if not changed:
+                say(f"nothing changed since the build that finished at {previous[0]:%Y-%m-%d %H:%M:%S %Z} "
+                    f"({len(tables)} source tables and the dbt project unchanged); no build")
+                return None
+            say(f"changed since the last build: {', '.join(changed)}")
+        elif not previous:
+            say("no successful build recorded yet: building")
+        if any(state[t] is None for t in tables):
+            from lakehouse.demo import init_namespaces, init_source_tables
+
+            init_namespaces(settings)
+            init_source_tables(settings)
             state = read()
-            previous = last_success(conn)
-            if previous and not force:
-                changed = changed_tables(state, previous[1])
-                if not changed:
-                    say(f"nothing changed since the build that finished at {previous[0]:%Y-%m-%d %H:%M:%S %Z} "
-                        f"({len(tables)} source tables and the dbt project unchanged); no build")
-                    return SKIPPED
-                say(f"changed since the last build: {', '.join(changed)}")
-            elif not previous:
-                say("no successful build recorded yet: building")
-            if any(state[t] is None for t in tables):
-                from lakehouse.demo import init_namespaces, init_source_tables
+        dbt.require_sources(settings)
+        started, t0 = datetime.now(timezone.utc), time.monotonic()  # before the pins: a lower bound
+        pins = snapshots(settings, tables)
+        extra = {"source_snapshots": pins}
+        extra.update(merge_window(settings, pins, lookback) or {})
+        args = with_vars(dbt_args, extra)
+        seeds = "--full-refresh" in args or seeds_changed(state, previous)
+        phases = [(name, ["build", *a]) for name, a in build_phases(args, gate=gate, seeds=seeds)]
 
-                init_namespaces(settings)
-                init_source_tables(settings)
-                state = read()
-            dbt.require_sources(settings)
-            started, t0 = datetime.now(timezone.utc), time.monotonic()  # before the pins: a lower bound
-            pins = snapshots(settings, tables)
-            extra = {"source_snapshots": pins}
-            extra.update(merge_window(settings, pins, lookback) or {})
-            args = with_vars(dbt_args, extra)
-            seeds = "--full-refresh" in args or seeds_changed(state, previous)
-            phases = [(name, ["build", *a]) for name, a in build_phases(args, gate=gate, seeds=seeds)]
+        decided: list[bool] = []
 
-            def run_tests_now() -> bool:
-                tested = last_tested(conn)
-                ago = None if tested is None else (datetime.now(timezone.utc) - tested).total_seconds()
+        def rest_now() -> bool:  # asked before the other marts, and again before the tests
+            if not decided:
+                done = last_complete(conn)
+                ago = None if done is None else (datetime.now(timezone.utc) - done).total_seconds()
                 newer = changed_tables(read(), state)
-                if tests_due(bool(newer), ago, defer_tests):
-                    return True
-                say(f"the models are built; their data tests are left to the next build, which starts at once "
-                    f"for what committed meanwhile ({', '.join(newer)}) and tests both builds' rows "
-                    f"(the last tested build started {ago:.0f}s ago; tests wait at most {defer_tests:g}s)")
-                return False
+                decided.append(rest_due(bool(newer), ago, defer_rest))
+                if not decided[0]:
+                    say(f"the publish-first marts are built; the rest ({' and '.join(ask)}) is left to the next "
+                        f"build, which starts at once for what committed meanwhile ({', '.join(newer)}) and covers "
+                        f"both builds (the last complete build started {ago:.0f}s ago; at most {defer_rest:g}s)")
+            return decided[0]
 
-            ask = {TESTS: run_tests_now} if defer_tests > 0 and any(n == TESTS for n, _ in phases) else {}
-            try:
-                left_out = dbt.run_phases(settings, parse_args(args), phases, ask=ask)
-            except LakehouseError as exc:
-                failed_tests = isinstance(exc, dbt.PhaseFailed) and exc.phase == TESTS
-                record(conn, started, "failed", time.monotonic() - t0, command, state,
-                       "failed" if failed_tests else None)
-                if failed_tests:
-                    raise LakehouseError(f"the marts were built, but their data tests failed: {exc.message}",
-                                         exc.hint) from exc
-                raise
-            tests = "deferred" if TESTS in left_out else "passed"
-            record(conn, started, "success", time.monotonic() - t0, command, state, tests)
-            say(f"built in {time.monotonic() - t0:.1f}s" + (" (data tests deferred)" if left_out else ""))
-    return 0
+        ask = {name: rest_now for name, _ in phases if name in (OTHERS, TESTS)} if defer_rest > 0 else {}
+        try:
+            left_out = dbt.run_phases(settings, parse_args(args), phases, ask=ask)
+        except LakehouseError as exc:
+            failed_tests = isinstance(exc, dbt.PhaseFailed) and exc.phase == TESTS
+            record(conn, started, "failed", time.monotonic() - t0, command, state,
+                   "failed" if failed_tests else None)
+            if failed_tests:
+                raise LakehouseError(f"the marts were built, but their data tests failed: {exc.message}",
+                                     exc.hint) from exc
+            raise
+        record(conn, started, "success", time.monotonic() - t0, command, state,
+               "deferred" if left_out else "done")
+        say(f"built in {time.monotonic() - t0:.1f}s" + (f" ({' and '.join(left_out)} deferred)" if left_out else ""))
+    return state

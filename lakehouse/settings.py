@@ -71,9 +71,12 @@ class CoreSettings(BaseSettings):
 
     dbt_target: Literal["dev", "ci", "prod"] = "dev"
     dbt_threads: int = Field(4, ge=1, le=16)
-    # the scheduler's mart builds (dbt_build DAG): how long data tests may be left to the next
-    # build while newer batches wait (lakehouse/marts.py, tests_due); 0 tests every build
-    dbt_tests_defer_seconds: float = Field(300, ge=0)
+    # the scheduler's mart builds (dbt_build DAG): how long the rest of a build (the marts not
+    # tagged publish_first, the data tests) may be left to the next build while newer batches
+    # wait (lakehouse/marts.py, rest_due); 0 completes every build
+    dbt_defer_rest_seconds: float = Field(300, ge=0)
+    # ... and how long one build task goes on building while batches keep committing
+    dbt_keep_up_seconds: float = Field(300, ge=0)
 
     min_free_disk_gb: float = Field(5, ge=0)
     min_free_memory_gb: float = Field(4, ge=0)

@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -605,32 +605,35 @@ class Ingestor:
             return write()
 
     # ---- writes (one Iceberg commit each, tagged with the batch) ------------------------
-    def _append(self, df, table: str, key: str, batch_id: str, rows: int, staged: bool = False,
-                **props: str) -> None:
+    def _append(self, frame, table: str, key: str, batch_id: str, rows: int, **props: str) -> None:
         """Write-audit-publish: stage the rows under the WAP id `<key>#<batch id>` (unless a
         dead run staged them already), then publish. Iceberg refuses a second publish of
-        one WAP id, so a write the server finished for a dead client is never doubled."""
+        one WAP id, so a write the server finished for a dead client is never doubled.
+        `frame()`: a context manager giving (the rows' DataFrame, whether it reads staged
+        files); entered only when the rows are to be written, so a retry that finds them
+        staged or published already builds nothing."""
         published, staged, _ = self._commits(table, key)
         if batch_id in published:
             return
         wap_id = f"{key}#{batch_id}"
         if batch_id not in staged:
-            writer = (df.writeTo(table)
-                        .option(f"snapshot-property.{KEY_PROP}", key)
-                        .option(f"snapshot-property.{ID_PROP}", batch_id))
-            if rows < SHUFFLE_FROM_ROWS or staged:
-                # a small write, or staged files (one per core already): each task writes its
-                # rows where they belong (a file per partition it meets) instead of shuffling
-                # them by partition first, a stage of its own (Iceberg's default for
-                # partitioned tables, `hash`)
-                writer = writer.option("distribution-mode", "none").option("fanout-enabled", "true")
-            for name, value in props.items():
-                writer = writer.option(f"snapshot-property.{name}", value)
-            self.spark.conf.set("spark.wap.id", wap_id)
-            try:
-                writer.append()
-            finally:
-                self.spark.conf.unset("spark.wap.id")
+            with frame() as (df, from_files):
+                writer = (df.writeTo(table)
+                            .option(f"snapshot-property.{KEY_PROP}", key)
+                            .option(f"snapshot-property.{ID_PROP}", batch_id))
+                if rows < SHUFFLE_FROM_ROWS or from_files:
+                    # a small write, or staged files (one per core already): each task writes
+                    # its rows where they belong (a file per partition it meets) instead of
+                    # shuffling them by partition first, a stage of its own (Iceberg's default
+                    # for partitioned tables, `hash`)
+                    writer = writer.option("distribution-mode", "none").option("fanout-enabled", "true")
+                for name, value in props.items():
+                    writer = writer.option(f"snapshot-property.{name}", value)
+                self.spark.conf.set("spark.wap.id", wap_id)
+                try:
+                    writer.append()
+                finally:
+                    self.spark.conf.unset("spark.wap.id")
         failpoint(f"staged-{table.split('.', 1)[1]}")
         namespace, name = self._ident(table)
         try:
@@ -652,15 +655,21 @@ class Ingestor:
         own = [f for f in schema.fields if f.name in set(self.contract.field_names) | {"_event_time"}]
         rows = utc_event_times(v.table.select([f.name for f in own]))
         staging = self.settings.spark_staging_path if v.rows_valid >= STAGE_FROM_ROWS else None
-        with staged_parquet(staging, rows, batch_id) as paths:
-            if paths:
-                df = self.spark.read.schema(StructType(own)).parquet(*paths)
-            else:
-                df = self.spark.createDataFrame(rows, schema=StructType(own))
-            return self._append_raw(df, schema, batch, batch_id, key, v, ingested_at, cycle, bool(paths))
 
-    def _append_raw(self, df, schema, batch: Batch, batch_id: str, key: str, v: Validation,
-                    ingested_at: datetime, cycle: int | None, staged: bool) -> int:
+        @contextmanager
+        def frame():
+            with staged_parquet(staging, rows, batch_id) as paths:
+                if paths:
+                    df = self.spark.read.schema(StructType(own)).parquet(*paths)
+                else:
+                    df = self.spark.createDataFrame(rows, schema=StructType(own))
+                yield self._with_constants(df, schema, batch, batch_id, ingested_at, cycle), bool(paths)
+
+        self._append(frame, self.raw, key, batch_id, v.rows_valid)
+        return self.committed_ids(self.raw, key)[batch_id]
+
+    def _with_constants(self, df, schema, batch: Batch, batch_id: str, ingested_at: datetime,
+                        cycle: int | None):
         from pyspark.sql import functions as F
 
         constants = {"_batch_id": F.lit(batch_id), "_source": F.lit(self.contract.id),
@@ -669,10 +678,8 @@ class Ingestor:
                      # a string cast in the session's time zone (UTC): no client clock conversion
                      "_ingested_at": F.lit(ingested_at.isoformat(sep=" ")).cast("timestamp"),
                      "_cycle": F.lit(cycle).cast("int")}
-        df = df.select(*[F.col(f.name) if f.name not in constants else constants[f.name].alias(f.name)
-                         for f in schema.fields])
-        self._append(df, self.raw, key, batch_id, v.rows_valid, staged)
-        return self.committed_ids(self.raw, key)[batch_id]
+        return df.select(*[F.col(f.name) if f.name not in constants else constants[f.name].alias(f.name)
+                           for f in schema.fields])
 
     def _write_quarantine(self, group: int, batch_number: int | None, batch_id: str, key: str,
                           rows: list[Quarantined], ingested_at: datetime, cycle: int | None,
@@ -694,8 +701,8 @@ class Ingestor:
             "_cycle": pa.array([cycle] * n, pa.int32()),
         })
         assert data.column_names == [c[0] for c in QUARANTINE_COLUMNS], "quarantine columns changed"
-        self._append(self.spark.createDataFrame(data, struct_type(QUARANTINE_COLUMNS)), self.quarantine, key,
-                     batch_id, n)
+        self._append(lambda: nullcontext((self.spark.createDataFrame(data, struct_type(QUARANTINE_COLUMNS)), False)),
+                     self.quarantine, key, batch_id, n)
 
     def _write_audit(self, r: BatchResult, started: datetime, key: str | None = None) -> None:
         """The batch's audit row, and in the same commit one `missed` row per batch of its
@@ -722,8 +729,8 @@ class Ingestor:
             props[PAYLOAD_PROP] = r.payload_checksum
         if r.checksum:
             props[CHECKSUM_PROP] = r.checksum
-        self._append(self.spark.createDataFrame(row, schema), self.audit, key or r.batch_id, r.batch_id, len(row),
-                     **props)
+        self._append(lambda: nullcontext((self.spark.createDataFrame(row, schema), False)), self.audit,
+                     key or r.batch_id, r.batch_id, len(row), **props)
 
     # ---- several batches -----------------------------------------------------------------
     def current_batch(self, group: int) -> tuple[Fetched, Batch | None]:

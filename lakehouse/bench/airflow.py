@@ -148,6 +148,19 @@ def _dbt_runs(conn) -> list[tuple[float, float]]:
     return [(s.timestamp(), e.timestamp()) for s, e in rows]
 
 
+def _rest_outcomes(settings, since: datetime) -> dict[str, int]:
+    """How many of the builds since `since` built the other marts and ran the data tests
+    (done, failed) or left them to the next build (deferred), from `lakehouse marts
+    update`'s ledger."""
+    from lakehouse.marts import LEDGER, _connect, ensure_ledger
+
+    with _connect(settings) as conn:
+        ensure_ledger(conn)
+        rows = conn.execute(f"SELECT coalesce(rest, '-'), count(*) FROM {LEDGER} WHERE started_at >= %s "
+                            "GROUP BY 1", (since,)).fetchall()
+    return dict(rows)
+
+
 def _dbt_skips(conn, since: datetime) -> int:
     return conn.execute("SELECT count(*) FROM task_instance WHERE dag_id = 'dbt_build' AND state = 'skipped' "
                         "AND start_date >= %s", (since,)).fetchone()[0]
@@ -239,13 +252,14 @@ def _scheduled_cycle(period: float, group: int) -> dict:
             probe.stop.set()
         overheads = _queue_overheads(conn, since)
         builds, skips = len([r for r in _dbt_runs(conn) if r[0] >= since.timestamp()]), _dbt_skips(conn, since)
+        tests = (settings.dbt_defer_rest_seconds, _rest_outcomes(settings, since))
     missing = sorted(set(published) - set(fresh))
     if missing:
         say(f"  WARNING: not visible within the deadline: {missing}")
     never = sorted(set(published) - set(_committed(settings, group)))  # missed: never ingested
     _check_against_probe(fresh, published, probe.changes)
     return {"settings": settings, "fresh": fresh, "missing": missing, "never": never, "overheads": overheads,
-            "builds": builds, "skips": skips}
+            "builds": builds, "skips": skips, "tests": tests}
 
 
 def run(baseline_batches: int = 3, also_periods: tuple[float, ...] = ()) -> list[str]:
@@ -276,7 +290,7 @@ def run(baseline_batches: int = 3, also_periods: tuple[float, ...] = ()) -> list
     for text in lines:
         print(text, flush=True)
     _write(lines, values, main["missing"], overheads, baseline, bare, group, never, main["builds"], main["skips"],
-           shorter)
+           shorter, main["tests"])
     return lines
 
 
@@ -290,7 +304,8 @@ def _check_against_probe(fresh, published, changes) -> None:
             say(f"  WARNING: {key}: dbt_build ended at {visible:.0f}, but the probe saw no change near it")
 
 
-def _write(lines, values, missing, overheads, baseline, bare, group, never, builds, skips, shorter=()) -> None:
+def _write(lines, values, missing, overheads, baseline, bare, group, never, builds, skips, shorter=(),
+           tests=None) -> None:
     body = (
         f"`make bench-airflow`: one cycle (10 batches per source, 2 sources) published every {PERIOD} s "
         f"by the simulator, group {group}, with both ingestion DAGs scheduled every {PERIOD} s and dbt_build "
@@ -304,6 +319,9 @@ def _write(lines, values, missing, overheads, baseline, bare, group, never, buil
         f"- batches never ingested (missed): {never or 'none'}\n"
         f"- task instances: {len(overheads)}\n"
         f"- dbt_build runs: {builds} built, {skips} skipped (nothing new since the last build)\n"
+        + (f"- the rest of those builds, after the hourly mart (other marts, data tests; "
+           f"LAKEHOUSE_DBT_DEFER_REST_SECONDS={tests[0]:g}): "
+           f"{', '.join(f'{n} {k}' for k, n in sorted(tests[1].items())) or 'none recorded'}\n" if tests else "")
         + "".join(f"- at a {p:g} s period (own cycle, same setup): missed {o['never'] or 'none'}; freshness p95 "
                   f"{pct(list(o['fresh'].values()), 0.95) if o['fresh'] else float('nan'):.1f} s over "
                   f"{len(o['fresh'])} batches; {o['builds']} builds, {o['skips']} skipped\n" for p, o in shorter)

@@ -304,45 +304,47 @@ def test_sqlfluff_passes_on_the_models(cycle):
     assert "All Finished" in proc.stdout
 
 
-def test_the_schedulers_build_defers_its_data_tests_while_newer_batches_wait(stack, cycle, spark):
-    """`marts update --defer-tests`: a commit to a source table during the models leaves the
-    data tests to the next build, which starts for that commit and runs them (nothing newer is
-    waiting then). The ledger says which build tested. A metadata commit (a table property,
-    set by Spark, which owns raw) stands in for a batch: the build reads table states, and a
-    real batch would only make the models slower."""
+def test_the_schedulers_build_defers_its_rest_and_builds_again_while_newer_batches_wait(stack, cycle, spark):
+    """`marts update --defer-rest --keep-up`, as the dbt_build DAG runs it: a commit to a
+    source table during a build's first step (the hourly time series) leaves the other marts
+    and the data tests to the next build, which the same run starts at once for that commit,
+    and which completes (nothing newer waits then). The ledger says which build was complete.
+    A metadata commit (a table property, set by Spark, which owns raw) stands in for a batch:
+    the build reads table states, and a real batch would only make the models slower."""
     touches = iter(range(1, 100))
 
     def touch() -> None:
         spark.sql(f"ALTER TABLE {stack.catalog_name}.raw.network_a "
                   f"SET TBLPROPERTIES ('lakehouse.it-touch'='{next(touches)}')")
 
-    # a build with nothing newer waiting runs its tests, even when it may defer them
+    # a build with nothing newer waiting is complete, even when it may defer its rest
     touch()
-    proc = lakehouse("marts", "update", "--settle", "0", "--defer-tests", "300")
-    assert "dbt phase data tests: done" in proc.stderr, proc.stderr[-3000:]
-    assert "tests passed" in lakehouse("marts", "log", "-n", "1").stdout
+    proc = lakehouse("marts", "update", "--settle", "0", "--defer-rest", "300", "--keep-up", "120")
+    assert proc.stderr.count("dbt phase data tests: done") == 1, proc.stderr[-3000:]
+    assert "dbt phase other models: done" in proc.stderr and "building again" not in proc.stderr
+    assert "rest done" in lakehouse("marts", "log", "-n", "1").stdout
 
     touch()
-    proc = subprocess.Popen(LAKEHOUSE + ["marts", "update", "--settle", "0", "--defer-tests", "300"],
+    proc = subprocess.Popen(LAKEHOUSE + ["marts", "update", "--settle", "0", "--defer-rest", "300",
+                                         "--keep-up", "120"],
                             text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = []
+    err, touched = [], False
     for line in proc.stderr:
         err.append(line)
-        if line.startswith("dbt phase models first: done"):
-            touch()  # a batch commits while the build runs
-    assert proc.wait(timeout=600) == 0, "".join(err)[-3000:]
+        if line.startswith("changed since the last build") and not touched:
+            touch()  # a batch commits while the first build runs (its state was read just before)
+            touched = True
+    assert proc.wait(timeout=900) == 0, "".join(err)[-3000:]
     said = "".join(err)
-    assert "their data tests are left to the next build" in said and "raw.network_a" in said, said[-3000:]
-    assert "dbt phase data tests: left out" in said and "(data tests deferred)" in said, said[-3000:]
-    log = lakehouse("marts", "log", "-n", "1").stdout
-    assert " success " in log and "tests deferred" in log, log
-
-    # the next run builds for the commit, and nothing newer waits: it tests
-    proc = lakehouse("marts", "update", "--settle", "0", "--defer-tests", "300")
-    assert "changed since the last build: raw.network_a" in proc.stderr, proc.stderr[-3000:]
-    assert "dbt phase data tests: done" in proc.stderr and "left to the next build" not in proc.stderr
-    assert "tests passed" in lakehouse("marts", "log", "-n", "1").stdout
+    first, _, second = said.partition("building again")
+    assert "the rest (other models and data tests) is left to the next build" in first, said[-3000:]
+    assert "dbt phase other models: left out" in first and "dbt phase data tests: left out" in first
+    assert "committed during the build: raw.network_a" in first, said[-3000:]
+    assert "changed since the last build: raw.network_a" in second, said[-3000:]
+    assert "dbt phase other models: done" in second and "dbt phase data tests: done" in second
+    log = lakehouse("marts", "log", "-n", "2").stdout.splitlines()
+    assert "rest done" in log[0] and "rest deferred" in log[1], log
 
     # deferring for as long as the lookback (or longer) would leave rows untested: refused
-    proc = lakehouse("marts", "update", "--settle", "0", "--defer-tests", "3600", check=False)
+    proc = lakehouse("marts", "update", "--settle", "0", "--defer-rest", "3600", check=False)
     assert proc.returncode != 0 and "less than the incremental lookback (60 min)" in proc.stderr, proc.stderr

@@ -135,15 +135,15 @@ def test_the_publish_first_tag_selects_the_hourly_mart():
     assert marts.FIRST.removeprefix("tag:") in doc["models"][0]["config"]["tags"]
 
 
-def test_data_tests_are_deferred_only_while_newer_batches_wait_and_the_last_tested_build_is_recent():
+def test_data_tests_are_deferred_only_while_newer_batches_wait_and_the_last_complete_build_is_recent():
     # a newer batch waits, and tests passed 100 s ago: the next build tests both
-    assert not marts.tests_due(True, 100.0, 300.0)
-    # nothing newer: this build is the last for now, so it tests
-    assert marts.tests_due(False, 100.0, 300.0)
-    # the last tested build is too old, none passed yet, or a build failed since (None)
-    assert marts.tests_due(True, 300.0, 300.0) and marts.tests_due(True, None, 300.0)
+    assert not marts.rest_due(True, 100.0, 300.0)
+    # nothing newer: this build is the last for now, so it completes
+    assert marts.rest_due(False, 100.0, 300.0)
+    # the last complete build is too old, there is none yet, or a build failed since (None)
+    assert marts.rest_due(True, 300.0, 300.0) and marts.rest_due(True, None, 300.0)
     # deferral switched off
-    assert marts.tests_due(True, 1.0, 0.0)
+    assert marts.rest_due(True, 1.0, 0.0)
 
 
 def test_deferring_tests_for_the_lookback_or_longer_is_refused_before_anything_runs(monkeypatch):
@@ -153,6 +153,50 @@ def test_deferring_tests_for_the_lookback_or_longer_is_refused_before_anything_r
 
     monkeypatch.setattr(marts, "_connect", lambda s: pytest.fail("no connection should be opened"))
     with pytest.raises(LakehouseError, match="less than the incremental lookback"):
-        marts.update(None, ["--vars", "{incremental_lookback_minutes: 5}"], defer_tests=300)
+        marts.update(None, ["--vars", "{incremental_lookback_minutes: 5}"], defer_rest=300)
     with pytest.raises(LakehouseError, match="without --gate"):
-        marts.update(None, [], defer_tests=60, gate=True)
+        marts.update(None, [], defer_rest=60, gate=True)
+
+
+def _fake_update(monkeypatch, table_states: list[dict], builds_return: list):
+    """update() with the catalog, the ledger and the build replaced: what it reads is
+    `table_states` in turn (the last one repeats), what each build returns is `builds_return`."""
+    from contextlib import nullcontext
+
+    reads = iter(table_states + [table_states[-1]] * 100)
+    results = iter(builds_return)
+    built = []
+    monkeypatch.setattr(marts, "_connect", lambda s: nullcontext(object()))
+    monkeypatch.setattr(marts, "ensure_ledger", lambda conn: None)
+    monkeypatch.setattr(marts, "table_state", lambda conn, s, tables: next(reads))
+    monkeypatch.setattr(marts, "project_hash", lambda: "h")
+
+    def build(settings, conn, read, *args, **kwargs):
+        state = read()
+        built.append(state)
+        result = next(results)
+        return state if result == "built" else None
+
+    monkeypatch.setattr(marts, "_build", build)
+    return built
+
+
+def test_keep_up_builds_again_while_commits_arrive_during_builds_and_stops_once_none_did(monkeypatch):
+    # read at build 1, after it (a new commit), at build 2, after it (no new commit)
+    built = _fake_update(monkeypatch, [{"raw.a": 1}, {"raw.a": 2}, {"raw.a": 2}], ["built", "built"])
+    said = []
+    assert marts.update(None, [], settle_seconds=0, keep_up=60, say=said.append) == 0
+    assert [s["raw.a"] for s in built] == [1, 2]
+    assert any("committed during the build: raw.a; building again" in m for m in said), said
+
+
+def test_without_keep_up_one_build_leaves_later_commits_to_the_next_run(monkeypatch):
+    built = _fake_update(monkeypatch, [{"raw.a": 1}, {"raw.a": 2}], ["built", "built"])
+    assert marts.update(None, [], settle_seconds=0, keep_up=0, say=print) == 0
+    assert len(built) == 1
+
+
+def test_a_run_with_nothing_to_build_is_skipped_even_when_it_may_keep_up(monkeypatch):
+    built = _fake_update(monkeypatch, [{"raw.a": 1}], ["skipped"])
+    assert marts.update(None, [], settle_seconds=0, keep_up=60, say=print) == marts.SKIPPED
+    assert len(built) == 1
