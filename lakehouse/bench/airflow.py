@@ -318,7 +318,8 @@ def _write(lines, values, missing, overheads, baseline, bare, group, never, buil
         f"- freshness samples: {len(values)} (not visible in time: {missing or 'none'})\n"
         f"- batches never ingested (missed): {never or 'none'}\n"
         f"- task instances: {len(overheads)}\n"
-        f"- dbt_build runs: {builds} built, {skips} skipped (nothing new since the last build)\n"
+        f"- dbt_build task runs: {builds} built ({sum(tests[1].values()) if tests else '?'} builds in all: a run "
+        f"goes on building while batches commit, `--keep-up`), {skips} skipped (nothing new since the last build)\n"
         + (f"- the rest of those builds, after the hourly mart (other marts, data tests; "
            f"LAKEHOUSE_DBT_DEFER_REST_SECONDS={tests[0]:g}): "
            f"{', '.join(f'{n} {k}' for k, n in sorted(tests[1].items())) or 'none recorded'}\n" if tests else "")
