@@ -258,9 +258,12 @@ def marts() -> None:
               help="For this many seconds, when batches committed during a build, build again at once in this "
                    "process, instead of ending and leaving them to the next run (the scheduler's DAG uses "
                    "LAKEHOUSE_DBT_KEEP_UP_SECONDS). 0: one build.")
+@click.option("--all-rows", is_flag=True,
+              help="Test every row, not only those of the batches since the last builds (with --force: the "
+                   "nightly full check the maintenance DAG runs).")
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
 def marts_update(settle_seconds: float, settle_max_seconds: float, force: bool, gate: bool,
-                 defer_rest: float, keep_up: float, dbt_args: tuple[str, ...]) -> None:
+                 defer_rest: float, keep_up: float, all_rows: bool, dbt_args: tuple[str, ...]) -> None:
     """`dbt build [DBT_ARGS]` if a source table (raw, quarantine, audit) or the dbt project
     changed since the last successful build; otherwise exit 99 at once ("skipped"). One build
     covers every batch that committed before it started. The models are built first, then
@@ -276,7 +279,8 @@ def marts_update(settle_seconds: float, settle_max_seconds: float, force: bool, 
     ensure_namespaces(settings)
     sys.exit(ledger.update(settings, list(dbt_args), settle_seconds=settle_seconds,
                            settle_max_seconds=settle_max_seconds, force=force, gate=gate,
-                           defer_rest=defer_rest, keep_up=keep_up, say=lambda m: click.echo(m, err=True)))
+                           defer_rest=defer_rest, keep_up=keep_up, all_rows=all_rows,
+                           say=lambda m: click.echo(m, err=True)))
 
 
 @marts.command("log")

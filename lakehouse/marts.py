@@ -324,7 +324,8 @@ def changed_tables(state: dict, before: dict) -> list[str]:
 
 def update(settings: Settings, dbt_args: list[str], *, settle_seconds: float = 5.0,
            settle_max_seconds: float = 20.0, force: bool = False, gate: bool = False,
-           defer_rest: float = 0.0, keep_up: float = 0.0, say: Callable[[str], None] = print) -> int:
+           defer_rest: float = 0.0, keep_up: float = 0.0, all_rows: bool = False,
+           say: Callable[[str], None] = print) -> int:
     """Build the marts if a source table or the dbt project changed since the last successful
     build; return 0 after a build, SKIPPED when nothing changed. A failed build raises.
     `gate`: one `dbt build`, each model's data tests before its children (build_phases).
@@ -332,14 +333,17 @@ def update(settings: Settings, dbt_args: list[str], *, settle_seconds: float = 5
     and the data tests) may be left to the next build while newer batches wait (rest_due);
     0 completes every build.
     `keep_up`: for this many seconds, a build that ends with newer commits waiting is followed
-    at once by another, in this process: no scheduling round, no new process, between them."""
+    at once by another, in this process: no scheduling round, no new process, between them.
+    `all_rows`: no window (vars merge_from, tests_since, touched_days): the incremental marts
+    look for what changed themselves, and every data test checks every row (the nightly
+    check). The sources are still pinned."""
     from lakehouse.contracts import load_all
 
     tables = source_tables(load_all().values())
     lookback = lookback_minutes(dbt_args)
-    if defer_rest > 0 and (gate or defer_rest >= lookback * 60):
+    if defer_rest > 0 and (gate or all_rows or defer_rest >= lookback * 60):
         raise LakehouseError(
-            f"the rest of a build can be deferred for {defer_rest:g}s only without --gate, and for less than "
+            f"the rest of a build can be deferred for {defer_rest:g}s only without --gate or --all-rows, and for less than "
             f"the incremental lookback ({lookback:g} min): the next build's data tests reach back that far",
             "lower --defer-rest, or raise var incremental_lookback_minutes")
     until = time.monotonic() + keep_up
@@ -356,7 +360,7 @@ def update(settings: Settings, dbt_args: list[str], *, settle_seconds: float = 5
                        quiet_for=seconds_since_last_commit(settings, tables))
             again = time.monotonic() < until  # another build may follow this one here
             state = _build(settings, conn, read, tables, dbt_args, lookback, force=force and not builds,
-                           gate=gate, defer_rest=defer_rest, say=say)
+                           gate=gate, defer_rest=defer_rest, all_rows=all_rows, say=say)
             if state is None:
                 return SKIPPED if not builds else 0
             builds += 1
@@ -369,7 +373,7 @@ def update(settings: Settings, dbt_args: list[str], *, settle_seconds: float = 5
 
 def _build(settings: Settings, conn: psycopg.Connection, read: Callable[[], dict], tables: list[str],
            dbt_args: list[str], lookback: float, *, force: bool, gate: bool, defer_rest: float,
-           say: Callable[[str], None]) -> dict | None:
+           all_rows: bool, say: Callable[[str], None]) -> dict | None:
     """One build under the `dbt` lock (update); the state it recorded, or None when nothing
     changed since the last successful build."""
     from lakehouse import dbt, locks
@@ -397,7 +401,8 @@ def _build(settings: Settings, conn: psycopg.Connection, read: Callable[[], dict
         started, t0 = datetime.now(timezone.utc), time.monotonic()  # before the pins: a lower bound
         pins = snapshots(settings, tables)
         extra = {"source_snapshots": pins}
-        extra.update(merge_window(settings, pins, lookback) or {})
+        if not all_rows:
+            extra.update(merge_window(settings, pins, lookback) or {})
         args = with_vars(dbt_args, extra)
         seeds = "--full-refresh" in args or seeds_changed(state, previous)
         phases = [(name, ["build", *a]) for name, a in build_phases(args, gate=gate, seeds=seeds)]

@@ -348,3 +348,40 @@ def test_the_schedulers_build_defers_its_rest_and_builds_again_while_newer_batch
     # deferring for as long as the lookback (or longer) would leave rows untested: refused
     proc = lakehouse("marts", "update", "--settle", "0", "--defer-rest", "3600", check=False)
     assert proc.returncode != 0 and "less than the incremental lookback (60 min)" in proc.stderr, proc.stderr
+
+
+def test_the_schedulers_reconciliation_covers_its_window_and_the_nightly_check_everything(stack, cycle, spark):
+    """The scheduler's build reconciles only the batches of its window (var tests_since):
+    - a row appended to raw outside ingestion, copied from the newest batch, is inside the
+      window and fails check 1, named;
+    - the same row dated long ago is outside it: the scheduler's build passes, and the
+      nightly full check (`marts update --force --all-rows`) fails, naming it.
+    The table is rolled back after each."""
+    from pyspark.sql import functions as F
+
+    table = f"{stack.catalog_name}.raw.network_a"
+    before = spark.sql(f"SELECT snapshot_id FROM {table}.history WHERE is_current_ancestor "
+                       "ORDER BY made_current_at DESC LIMIT 1").collect()[0][0]
+    newest = spark.table(table).where(F.col("_ingested_at") == spark.table(table).agg(F.max("_ingested_at")).first()[0])
+    rollback = f"CALL {stack.catalog_name}.system.rollback_to_snapshot('raw.network_a', {before})"
+
+    def failed_check_1(proc) -> bool:
+        assert proc.returncode != 0, proc.stderr[-3000:]
+        assert "their data tests failed" in proc.stderr and "assert_raw_reconciles_to_marts" in proc.stderr
+        assert "network_b: valid rows logged" not in proc.stderr  # the other source still reconciles
+        return "network_a: valid rows logged = raw rows" in proc.stderr
+
+    newest.limit(1).writeTo(table).append()
+    try:
+        proc = lakehouse("marts", "update", "--settle", "0", check=False)
+        assert failed_check_1(proc), proc.stderr[-3000:]
+    finally:
+        spark.sql(rollback)
+    newest.limit(1).withColumn("_ingested_at", F.lit("2000-01-01 00:00:00").cast("timestamp")).writeTo(table).append()
+    try:
+        lakehouse("marts", "update", "--settle", "0")  # outside the window
+        proc = lakehouse("marts", "update", "--settle", "0", "--force", "--all-rows", check=False)
+        assert failed_check_1(proc), proc.stderr[-3000:]
+    finally:
+        spark.sql(rollback)
+    lakehouse("marts", "update", "--settle", "0")  # and the next build passes again

@@ -91,9 +91,14 @@ def test_maintenance_covers_every_layer(dagbag):
 
     dag = dagbag.dags["iceberg_maintenance"]
     assert dag.max_active_tasks == 1
-    assert {t.task_id for t in dag.tasks} == {f"maintain_{ns}" for ns in NAMESPACES}
+    assert {t.task_id for t in dag.tasks} == {f"maintain_{ns}" for ns in NAMESPACES} | {"check_marts"}
     for ns in NAMESPACES:
         assert f"maintain --layer {ns}" in dag.get_task(f"maintain_{ns}").bash_command
+    # then the day's full check of the marts, whatever became of the layers
+    check = dag.get_task("check_marts")
+    assert check.upstream_task_ids == {f"maintain_{ns}" for ns in NAMESPACES}
+    assert check.trigger_rule == "all_done"
+    assert "marts update --force --all-rows" in check.bash_command
 
 
 def test_period_schedule_gives_fixed_intervals(tmp_path, monkeypatch):
