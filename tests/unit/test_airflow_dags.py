@@ -157,3 +157,13 @@ def test_a_scheduled_run_follows_most_of_its_interval():
     assert follow_window("30s") == (24.0, 2.0)          # polls 15 times an interval
     assert follow_window("10s") == (8.0, 1.0)           # never more than once a second
     assert follow_window("*/5 * * * *") == (240.0, 15.0)  # never less than every 15 s
+
+
+def test_an_airflow_command_parses_the_dags_with_the_env_file_it_read(settings):
+    """`lakehouse airflow dags test ...` parses the DAG files in the airflow process, which
+    must read the same env file as the command (the test stack's, not the repository's .env)."""
+    import os
+
+    from lakehouse.stack.services.airflow import airflow_env
+
+    assert airflow_env(settings)["LAKEHOUSE_ENV_FILE"] == os.environ["LAKEHOUSE_ENV_FILE"]

@@ -161,9 +161,14 @@ def airflow_settings(settings: Settings, secrets: tuple[str, ...] = COMPONENT_SE
 
 def airflow_env(settings: Settings) -> dict[str, str]:
     """A complete environment for an `airflow` command a person runs (`lakehouse airflow`):
-    the components' keys and every task's secrets, as the scheduler has them."""
+    the components' keys and every task's secrets, as the scheduler has them, and the env
+    file this command read, which the DAG files read when the command parses them (without
+    it they would read `.env`, another stack's file, or none)."""
+    from lakehouse.settings import env_file_path
+
     base = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
-    return {**base, **settings.process_env(scheduler_secrets()), **airflow_settings(settings)}
+    return {**base, **settings.process_env(scheduler_secrets()), **airflow_settings(settings),
+            "LAKEHOUSE_ENV_FILE": str(env_file_path())}
 
 
 def scheduler_secrets() -> tuple[str, ...]:
