@@ -343,8 +343,9 @@ def update(settings: Settings, dbt_args: list[str], *, settle_seconds: float = 5
     lookback = lookback_minutes(dbt_args)
     if defer_rest > 0 and (gate or all_rows or defer_rest >= lookback * 60):
         raise LakehouseError(
-            f"the rest of a build can be deferred for {defer_rest:g}s only without --gate or --all-rows, and for less than "
-            f"the incremental lookback ({lookback:g} min): the next build's data tests reach back that far",
+            f"the rest of a build can be deferred for {defer_rest:g}s only without --gate or --all-rows, and "
+            f"for less than the incremental lookback ({lookback:g} min): the next build's data tests reach "
+            "back that far",
             "lower --defer-rest, or raise var incremental_lookback_minutes")
     until = time.monotonic() + keep_up
     with _connect(settings) as conn:
@@ -358,14 +359,13 @@ def update(settings: Settings, dbt_args: list[str], *, settle_seconds: float = 5
             if settle_seconds > 0:
                 settle(read, settle_seconds, settle_max_seconds, say=say,
                        quiet_for=seconds_since_last_commit(settings, tables))
-            again = time.monotonic() < until  # another build may follow this one here
             state = _build(settings, conn, read, tables, dbt_args, lookback, force=force and not builds,
                            gate=gate, defer_rest=defer_rest, all_rows=all_rows, say=say)
             if state is None:
                 return SKIPPED if not builds else 0
             builds += 1
             newer = changed_tables(read(), state)
-            if not (again and newer and time.monotonic() < until):
+            if not (newer and time.monotonic() < until):
                 return 0
             say(f"committed during the build: {', '.join(newer)}; building again at once "
                 f"(build {builds + 1} of this run; --keep-up {keep_up:g}s)")
