@@ -252,14 +252,14 @@ def _scheduled_cycle(period: float, group: int) -> dict:
             probe.stop.set()
         overheads = _queue_overheads(conn, since)
         builds, skips = len([r for r in _dbt_runs(conn) if r[0] >= since.timestamp()]), _dbt_skips(conn, since)
-        tests = (settings.dbt_defer_rest_seconds, _rest_outcomes(settings, since))
+        rest = (settings.dbt_defer_rest_seconds, _rest_outcomes(settings, since))
     missing = sorted(set(published) - set(fresh))
     if missing:
         say(f"  WARNING: not visible within the deadline: {missing}")
     never = sorted(set(published) - set(_committed(settings, group)))  # missed: never ingested
     _check_against_probe(fresh, published, probe.changes)
     return {"settings": settings, "fresh": fresh, "missing": missing, "never": never, "overheads": overheads,
-            "builds": builds, "skips": skips, "tests": tests}
+            "builds": builds, "skips": skips, "rest": rest}
 
 
 def run(baseline_batches: int = 3, also_periods: tuple[float, ...] = ()) -> list[str]:
@@ -290,7 +290,7 @@ def run(baseline_batches: int = 3, also_periods: tuple[float, ...] = ()) -> list
     for text in lines:
         print(text, flush=True)
     _write(lines, values, main["missing"], overheads, baseline, bare, group, never, main["builds"], main["skips"],
-           shorter, main["tests"])
+           shorter, main["rest"])
     return lines
 
 
@@ -305,7 +305,7 @@ def _check_against_probe(fresh, published, changes) -> None:
 
 
 def _write(lines, values, missing, overheads, baseline, bare, group, never, builds, skips, shorter=(),
-           tests=None) -> None:
+           rest=None) -> None:
     body = (
         f"`make bench-airflow`: one cycle (10 batches per source, 2 sources) published every {PERIOD} s "
         f"by the simulator, group {group}, with both ingestion DAGs scheduled every {PERIOD} s and dbt_build "
@@ -318,11 +318,11 @@ def _write(lines, values, missing, overheads, baseline, bare, group, never, buil
         f"- freshness samples: {len(values)} (not visible in time: {missing or 'none'})\n"
         f"- batches never ingested (missed): {never or 'none'}\n"
         f"- task instances: {len(overheads)}\n"
-        f"- dbt_build task runs: {builds} built ({sum(tests[1].values()) if tests else '?'} builds in all: a run "
+        f"- dbt_build task runs: {builds} built ({sum(rest[1].values()) if rest else '?'} builds in all: a run "
         f"goes on building while batches commit, `--keep-up`), {skips} skipped (nothing new since the last build)\n"
         + (f"- the rest of those builds, after the hourly mart (other marts, data tests; "
-           f"LAKEHOUSE_DBT_DEFER_REST_SECONDS={tests[0]:g}): "
-           f"{', '.join(f'{n} {k}' for k, n in sorted(tests[1].items())) or 'none recorded'}\n" if tests else "")
+           f"LAKEHOUSE_DBT_DEFER_REST_SECONDS={rest[0]:g}): "
+           f"{', '.join(f'{n} {k}' for k, n in sorted(rest[1].items())) or 'none recorded'}\n" if rest else "")
         + "".join(f"- at a {p:g} s period (own cycle, same setup): missed {o['never'] or 'none'}; freshness p95 "
                   f"{pct(list(o['fresh'].values()), 0.95) if o['fresh'] else float('nan'):.1f} s over "
                   f"{len(o['fresh'])} batches; {o['builds']} builds, {o['skips']} skipped\n" for p, o in shorter)
