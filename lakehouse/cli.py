@@ -332,7 +332,8 @@ def demo() -> None:
 @cli.command()
 @click.option("--source", "-s", "sources", multiple=True, required=True,
               help="Contract id (contracts/<id>.yaml); repeat for several, or 'all'.")
-@click.option("--group", "-g", type=int, help="Group number to ask the API for [default: LAKEHOUSE_GROUP_NUMBER].")
+@click.option("--group", "-g", type=int, help="Group number to ask the API for [default: the contract's "
+              "endpoint.group_number, else LAKEHOUSE_GROUP_NUMBER].")
 @click.option("--batch", "-b", "batch_number", type=int, help="Wait for this batch number, then ingest it.")
 @click.option("--cycle", is_flag=True, help="Ingest every batch as it is published, to the cycle's last batch.")
 @click.option("--cycles", type=click.IntRange(min=1), help="Like --cycle, for this many cycles (the API must be "
@@ -373,23 +374,29 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
     if unknown:
         raise LakehouseError(f"unknown source(s): {', '.join(unknown)}",
                              f"known: {', '.join(contracts)} (contracts/*.yaml)")
-    group = settings.group_number if group is None else group
+    # The group: --group, else the contract's endpoint.group_number, else LAKEHOUSE_GROUP_NUMBER.
+    groups: dict[int, list] = {}
+    for s in wanted:
+        declared = contracts[s].source.group_number
+        g = group if group is not None else declared if declared is not None else settings.group_number
+        groups.setdefault(g, []).append(contracts[s])
     manager.require(settings, "postgres", "minio")
-    ingestors = open_ingestors(settings, [contracts[s] for s in wanted], timeout=timeout)
-    try:
-        if cycle or cycles:
-            results = ingest_cycles(ingestors, group, cycles=cycles or 1, poll=poll, report=click.echo)
-        elif follow is not None:
-            results = ingest_following(ingestors, group, follow=follow, poll=poll, report=click.echo)
-        else:
-            results = []
-            for ing in ingestors:
-                r = (ing.ingest_batch_number(group, batch_number, poll=poll) if batch_number is not None
-                     else ing.ingest(group))
-                click.echo(r.line())
-                results.append(r)
-    finally:
-        close_ingestors(ingestors)
+    results = []
+    for g, chosen in groups.items():
+        ingestors = open_ingestors(settings, chosen, timeout=timeout)
+        try:
+            if cycle or cycles:
+                results += ingest_cycles(ingestors, g, cycles=cycles or 1, poll=poll, report=click.echo)
+            elif follow is not None:
+                results += ingest_following(ingestors, g, follow=follow, poll=poll, report=click.echo)
+            else:
+                for ing in ingestors:
+                    r = (ing.ingest_batch_number(g, batch_number, poll=poll) if batch_number is not None
+                         else ing.ingest(g))
+                    click.echo(r.line())
+                    results.append(r)
+        finally:
+            close_ingestors(ingestors)
     if as_json:
         import dataclasses
         import json

@@ -51,7 +51,8 @@ from lakehouse.contracts.derive import (AUDIT_COLUMNS, QUARANTINE_COLUMNS, WAP_P
                                         struct_type)
 from lakehouse.errors import LakehouseError
 from lakehouse.ingest.cycles import Delivered, batch_key, decide
-from lakehouse.ingest.fetch import (Batch, FetchError, Fetched, PayloadError, declared_cycle, fetch,
+from lakehouse.ingest.fetch import (Batch, FetchError, Fetched, PayloadError, declared_cycle, endpoint_headers,
+                                    endpoint_url, fetch,
                                     parse_envelope)
 from lakehouse.ingest.validate import Quarantined, Validation, validate_rows
 from lakehouse.settings import Settings
@@ -215,12 +216,15 @@ def session_lost(exc: Exception) -> bool:
 
 
 def utc_event_times(table):
-    """The Arrow rows with their event times marked as UTC instants (they are UTC already),
-    which Spark reads as TIMESTAMP whether they arrive in the plan or as Parquet."""
+    """The Arrow rows with their times (`_event_time` and the contract's timestamp fields)
+    marked as UTC instants (they are UTC already), which Spark reads as TIMESTAMP whether
+    they arrive in the plan or as Parquet."""
     import pyarrow as pa
 
-    at = table.schema.get_field_index("_event_time")
-    return table.set_column(at, "_event_time", table.column(at).cast(pa.timestamp("us", tz="UTC")))
+    for at, column in enumerate(table.schema):
+        if pa.types.is_timestamp(column.type) and column.type.tz is None:
+            table = table.set_column(at, column.name, table.column(at).cast(pa.timestamp("us", tz="UTC")))
+    return table
 
 
 @contextmanager
@@ -281,6 +285,7 @@ class Ingestor:
         self._spark = spark if spark is not None else SharedSpark(settings, f"ingest-{contract.id}")
         self._catalog = None
         self._stages: dict[str, float] = {}
+        self.headers = endpoint_headers(contract)  # an auth variable not set fails here, before any write
 
     @contextmanager
     def _timed(self, stage: str):
@@ -452,8 +457,8 @@ class Ingestor:
 
     # ---- one batch ---------------------------------------------------------------------
     def fetch(self, group: int) -> Fetched:
-        return fetch(self.settings.api_url, self.contract.source.path, group, source=self.contract.id,
-                     timeout=self.timeout, attempts=self.attempts, backoff=self.backoff)
+        return fetch(endpoint_url(self.settings, self.contract), group, source=self.contract.id,
+                     headers=self.headers, timeout=self.timeout, attempts=self.attempts, backoff=self.backoff)
 
     def ingest(self, group: int, fetched: Fetched | None = None) -> BatchResult:
         """Fetch (unless given) and ingest the batch the API publishes now."""
@@ -784,9 +789,9 @@ class Ingestor:
             _, batch = self.current_batch(group)
             if batch is None or batch.batch_number < spec.batches_per_cycle:
                 return None  # restarted already (by another source's run), or not at the end yet
-            url = f"{self.settings.api_url}{spec.restart.path}"
+            url = endpoint_url(self.settings, self.contract, spec.restart.path)
             try:
-                resp = requests.get(url, params={"group_number": group}, timeout=self.timeout)
+                resp = requests.get(url, params={"group_number": group}, headers=self.headers, timeout=self.timeout)
                 resp.raise_for_status()
             except requests.RequestException as exc:
                 raise LakehouseError(f"{self.contract.id} group {group}: the cycle ended and GET {url} failed: {exc}",

@@ -1,14 +1,10 @@
-"""Data contracts: one YAML per source in contracts/, the single source of truth.
+"""Data contracts: one Open Data Contract Standard (ODCS v3.2.0) document per source in
+contracts/, the single source of truth.
 
-`load_contract` validates a file with clear errors; `lakehouse.contracts.derive` turns a
-contract into the Spark schema, the validation suite, the Iceberg DDL and dbt sources.
+`load_contract` validates a file with clear errors (`lakehouse.contracts.odcs`);
+`lakehouse.contracts.derive` turns a contract into the Spark schema, the validation suite,
+the Iceberg DDL and the dbt sources.
 """
 
-from lakehouse.contracts.model import (  # noqa: F401
-    CONTRACTS_DIR,
-    Contract,
-    ContractError,
-    FieldSpec,
-    load_all,
-    load_contract,
-)
+from lakehouse.contracts.model import Contract, ContractError, FieldSpec  # noqa: F401
+from lakehouse.contracts.odcs import CONTRACTS_DIR, contracts_dir, lint, load_all, load_contract  # noqa: F401

@@ -8,16 +8,17 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from lakehouse.contracts.model import Contract
 
-SPARK_TYPES = {"string": "STRING", "long": "BIGINT", "double": "DOUBLE", "boolean": "BOOLEAN"}
-
 # Columns ingestion adds to every raw row (platform.md section 5). _event_time is the
-# contract's event time parsed to UTC: the partition column.
+# contract's event time parsed to UTC (the partition column of most sources); null for a
+# source whose contract declares none.
 RAW_METADATA = (
-    ("_event_time", "TIMESTAMP", "event time in UTC, parsed from the contract's event_time field"),
+    ("_event_time", "TIMESTAMP", "event time in UTC, parsed from the contract's eventTime field "
+                                 "(null: the contract declares none)"),
     ("_batch_id", "STRING", "source/group/batch/checksum of the batch the row came in"),
     ("_source", "STRING", "contract id"),
     ("_group_number", "INT", "group number asked of the batch API"),
@@ -78,7 +79,7 @@ def raw_columns(contract: Contract) -> list[tuple[str, str, str]]:
     cols = []
     for f in contract.fields:
         doc = f.description + (f" [{f.unit}]" if f.unit else "")
-        cols.append((f.name, SPARK_TYPES[f.type], doc))
+        cols.append((f.name, f.spark_type, doc))
     return cols + list(RAW_METADATA)
 
 
@@ -88,8 +89,13 @@ def struct_type(columns):
 
     spark_type = {"STRING": T.StringType(), "BIGINT": T.LongType(), "DOUBLE": T.DoubleType(),
                   "BOOLEAN": T.BooleanType(), "TIMESTAMP": T.TimestampType(), "INT": T.IntegerType(),
-                  "ARRAY<STRING>": T.ArrayType(T.StringType())}
-    return T.StructType([T.StructField(n, spark_type[t], nullable=True) for n, t, _ in columns])
+                  "DATE": T.DateType(), "ARRAY<STRING>": T.ArrayType(T.StringType())}
+
+    def typed(t: str):
+        m = re.fullmatch(r"DECIMAL\((\d+),(\d+)\)", t)
+        return T.DecimalType(int(m.group(1)), int(m.group(2))) if m else spark_type[t]
+
+    return T.StructType([T.StructField(n, typed(t), nullable=True) for n, t, _ in columns])
 
 
 def spark_schema(contract: Contract):
@@ -97,10 +103,20 @@ def spark_schema(contract: Contract):
     return struct_type(raw_columns(contract))
 
 
+def partition_spec(contract: Contract) -> str:
+    """The raw table's Iceberg partition transforms, from the contract's partitioning."""
+    if contract.partitioning == "day(event_time)":
+        return "days(_event_time)"
+    if contract.partitioning == "day(ingested_at)":
+        return "days(_ingested_at)"
+    return ", ".join(f"days({f.name})" if f.type == "timestamp" else f.name
+                     for f in contract.fields if f.partition)
+
+
 def raw_ddl(contract: Contract, catalog: str) -> str:
     return (f"CREATE TABLE IF NOT EXISTS {catalog}.raw.{contract.table} (\n  "
             f"{columns_sql(raw_columns(contract))}\n) USING iceberg\n"
-            "PARTITIONED BY (days(_event_time))\n"
+            f"PARTITIONED BY ({partition_spec(contract)})\n"
             f"TBLPROPERTIES ({_TABLE_PROPS}, 'lakehouse.contract'='{contract.id}')")
 
 
@@ -164,10 +180,11 @@ def dbt_sources(contracts: list[Contract], catalog: str) -> dict:
         tables.append({
             "name": c.table,
             "description": f"{c.title}. {c.description.strip()} Owner: {c.owner}. Generated from contracts/{c.id}.yaml.",
-            "meta": {"owner": c.owner, "contract": c.id, "natural_key": c.natural_key},
+            "meta": {"owner": c.owner, "contract": c.id, "contract_version": c.version,
+                     "natural_key": c.natural_key},
             "loaded_at_field": "_ingested_at",
-            "freshness": {"warn_after": {"count": 15, "period": "minute"},
-                          "error_after": {"count": 60, "period": "minute"}},
+            "freshness": {"warn_after": {"count": c.freshness.warn_minutes, "period": "minute"},
+                          "error_after": {"count": c.freshness.error_minutes, "period": "minute"}},
             "columns": columns,
         })
     quarantine_columns = [{"name": n, "description": d} for n, _, d in QUARANTINE_COLUMNS]

@@ -1,39 +1,72 @@
-"""The contract model and its loader. Scope: reads contracts/*.yaml; writes nothing."""
+"""The contract model. Scope: pure; `lakehouse.contracts.odcs` reads contracts/*.yaml into it.
+
+A contract file is an Open Data Contract Standard (ODCS v3.2.0) document. This module holds
+the project's own, normalised view of one (`Contract`): what ingestion, the derivations and
+the scheduler read. The mapping from ODCS, and every rule beyond ODCS's JSON Schema, live in
+`lakehouse.contracts.odcs`; docs/contracts.md describes both.
+"""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from decimal import Decimal
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lakehouse.errors import LakehouseError
-from lakehouse.settings import REPO_ROOT
 
-CONTRACTS_DIR = REPO_ROOT / "contracts"
-FieldType = Literal["string", "long", "double", "boolean"]
-_NAME = r"^[a-z][a-z0-9_]*$"
+FieldType = Literal["string", "integer", "long", "decimal", "double", "boolean", "date", "timestamp"]
+# How a timestamp arrives: ISO 8601 text (with its offset, or read in the declared zone when
+# it has none), or a number of seconds or milliseconds since 1970-01-01 UTC.
+TimeFormat = Literal["iso8601", "epoch_seconds", "epoch_millis"]
+NUMERIC = ("integer", "long", "decimal", "double")
+# The largest decimal Iceberg (and Spark, and Trino) store.
+MAX_DECIMAL_PRECISION = 38
+NAME = r"^[a-z][a-z0-9_]*$"
 
 
 class ContractError(LakehouseError):
-    """A contract file is missing, not YAML, or breaks a rule of the contract model."""
+    """A contract file is missing, not YAML, not valid ODCS, or breaks a rule of the project."""
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _zone(v: str | None) -> str | None:
+    if v is not None:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as America/Mexico_City)") from exc
+    return v
+
+
 class FieldSpec(_Strict):
-    name: str = Field(pattern=_NAME)
+    name: str = Field(pattern=NAME)
     type: FieldType
     required: bool = False
+    unique: bool = False
     unit: str | None = None
     minimum: float | None = None
     maximum: float | None = None
     pattern: str | None = None
     description: str
+    precision: int | None = Field(None, ge=1, le=MAX_DECIMAL_PRECISION)  # decimal only
+    scale: int | None = Field(None, ge=0)                                # decimal only
+    # `string`: the API sends this number or boolean as text ("42", "3.5", "true"); ingestion
+    # converts it, and quarantines a value that does not parse, with its reason.
+    delivered_as: Literal["native", "string"] = "native"
+    time_format: TimeFormat | None = None   # timestamp only (default iso8601)
+    zone: str | None = None                 # timestamp only: the zone of ISO values without an offset
+    partition: bool = False                 # the raw table is partitioned by this field
+
+    @field_validator("zone")
+    @classmethod
+    def _zone_known(cls, v: str | None) -> str | None:
+        return _zone(v)
 
     @field_validator("pattern")
     @classmethod
@@ -47,13 +80,39 @@ class FieldSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> "FieldSpec":
-        if (self.minimum is not None or self.maximum is not None) and self.type not in ("long", "double"):
+        if (self.minimum is not None or self.maximum is not None) and self.type not in NUMERIC:
             raise ValueError(f"minimum/maximum need a numeric type, not {self.type}")
         if self.pattern is not None and self.type != "string":
             raise ValueError(f"pattern needs type string, not {self.type}")
         if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
             raise ValueError(f"minimum {self.minimum} > maximum {self.maximum}")
+        if (self.type == "decimal") != (self.precision is not None and self.scale is not None):
+            raise ValueError("a decimal needs its precision and scale (physicalType: DECIMAL(p,s)), "
+                             "and only a decimal has them")
+        if self.scale is not None and self.precision is not None and self.scale > self.precision:
+            raise ValueError(f"decimal scale {self.scale} > precision {self.precision}")
+        if self.delivered_as == "string" and self.type not in NUMERIC + ("boolean",):
+            raise ValueError(f"deliveredAs: string applies to numbers and booleans, not {self.type} "
+                             "(dates, timestamps and strings always arrive as text)")
+        if (self.time_format is not None or self.zone is not None) and self.type != "timestamp":
+            raise ValueError(f"timestampFormat and defaultTimezone apply to timestamps, not {self.type}")
+        if self.zone is not None and self.time_format not in (None, "iso8601"):
+            raise ValueError("defaultTimezone applies to ISO 8601 text; epoch values are UTC by definition")
         return self
+
+    @property
+    def spark_type(self) -> str:
+        if self.type == "decimal":
+            return f"DECIMAL({self.precision},{self.scale})"
+        return {"string": "STRING", "integer": "INT", "long": "BIGINT", "double": "DOUBLE",
+                "boolean": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMP"}[self.type]
+
+    @property
+    def max_abs(self) -> Decimal | None:
+        """A decimal's largest absolute value (precision and scale), else None."""
+        if self.type != "decimal":
+            return None
+        return Decimal(10) ** (self.precision - self.scale) - Decimal(1).scaleb(-self.scale)
 
 
 class CycleSource(_Strict):
@@ -78,40 +137,88 @@ class Restart(_Strict):
     path: str = Field("/restart_data_generation", pattern=r"^/[A-Za-z0-9/_-]*$")
 
 
-class Source(_Strict):
-    path: str = Field(pattern=r"^/[A-Za-z0-9/_-]*$")
+class Auth(_Strict):
+    """An HTTP header sent with every request; its value is read from an environment
+    variable (the secret is never written in the contract)."""
+
+    header: str = Field(pattern=r"^[A-Za-z0-9-]+$")
+    env: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")
+    prefix: str = ""  # e.g. "Bearer " for an Authorization header
+
+
+class Endpoint(_Strict):
+    # None: the platform's batch API (LAKEHOUSE_BATCH_API_URL, or the bundled simulator).
+    base_url: str | None = Field(None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    path: str = Field(pattern=r"^/[A-Za-z0-9/_.-]*$")
+    # None: the platform's group (LAKEHOUSE_GROUP_NUMBER).
+    group_number: int | None = Field(None, ge=0)
+    auth: Auth | None = None
     # Batches 1..N make a cycle; a batch number outside is rejected.
     batches_per_cycle: int = Field(10, ge=1, le=100_000)
     cycle: CycleSource = CycleSource()
     restart: Restart = Restart()
 
+    @field_validator("base_url")
+    @classmethod
+    def _no_trailing_slash(cls, v: str | None) -> str | None:
+        return v.rstrip("/") if v else v
+
 
 class EventTime(_Strict):
+    """The field that says when a row happened. For a timestamp field the format is the
+    field's own; a string or integer field names how to read it."""
+
     field: str
-    format: Literal["iso8601_offset", "epoch_ms"]
+    format: Literal["iso8601_offset", "iso8601_local", "epoch_seconds", "epoch_ms"] | None = None
+    zone: str | None = None  # iso8601_local: the zone the local times are in
+
+    @field_validator("zone")
+    @classmethod
+    def _zone_known(cls, v: str | None) -> str | None:
+        return _zone(v)
+
+    @model_validator(mode="after")
+    def _zone_with_local(self) -> "EventTime":
+        if (self.format == "iso8601_local") != (self.zone is not None):
+            raise ValueError("eventTime: `zone` is required with format iso8601_local, and not allowed otherwise")
+        return self
 
 
 class SchemaDrift(_Strict):
-    unknown_fields: Literal["quarantine"]
-    type_mismatch: Literal["quarantine"]
+    unknown_fields: Literal["quarantine"] = "quarantine"
+    type_mismatch: Literal["quarantine"] = "quarantine"
 
 
 class Quality(_Strict):
-    max_quarantine_rate: float = Field(ge=0, le=1)
+    max_quarantine_rate: float = Field(0.10, ge=0, le=1)
+
+
+class Freshness(_Strict):
+    """dbt source freshness of the raw table, from the contract's SLA latency."""
+
+    warn_minutes: int = Field(15, ge=1)
+    error_minutes: int = Field(60, ge=1)
+
+
+PARTITIONINGS = ("day(event_time)", "day(ingested_at)", "fields")
 
 
 class Contract(_Strict):
-    id: str = Field(pattern=_NAME)
+    id: str = Field(pattern=NAME)
     title: str
     owner: str
     description: str
-    source: Source
-    table: str = Field(pattern=_NAME)
+    version: str
+    source: Endpoint
+    table: str = Field(pattern=NAME)
     natural_key: list[str] = Field(min_length=1)
-    event_time: EventTime
-    partitioning: Literal["day(event_time)"]
-    schema_drift: SchemaDrift
-    quality: Quality
+    event_time: EventTime | None = None
+    # day(event_time): the day of the event time; day(ingested_at): the day ingestion wrote
+    # the row; fields: the fields marked `partitioned` (a timestamp by its day).
+    partitioning: Literal["day(event_time)", "day(ingested_at)", "fields"]
+    schema_drift: SchemaDrift = SchemaDrift()
+    quality: Quality = Quality()
+    freshness: Freshness = Freshness()
     fields: list[FieldSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -122,16 +229,36 @@ class Contract(_Strict):
             raise ValueError(f"duplicate field names: {', '.join(dupes)}")
         for key in self.natural_key:
             if key not in names:
-                raise ValueError(f"natural_key names {key!r}, which is not a field")
+                raise ValueError(f"the primary key names {key!r}, which is not a field")
             if not self.field(key).required:
-                raise ValueError(f"natural_key field {key!r} must be required")
-        if self.event_time.field not in names:
-            raise ValueError(f"event_time.field names {self.event_time.field!r}, which is not a field")
-        want = {"iso8601_offset": "string", "epoch_ms": "long"}[self.event_time.format]
-        if self.field(self.event_time.field).type != want:
-            raise ValueError(f"event_time format {self.event_time.format} needs a {want} field")
+                raise ValueError(f"primary key field {key!r} must be required")
         if any(n.startswith("_") for n in names):
             raise ValueError("field names starting with _ are reserved for ingestion metadata")
+        if self.event_time is not None:
+            et = self.event_time
+            if et.field not in names:
+                raise ValueError(f"eventTime.field names {et.field!r}, which is not a field")
+            f = self.field(et.field)
+            if f.type == "timestamp":
+                if et.format is not None:
+                    raise ValueError(f"eventTime: {et.field!r} is a timestamp, which says how it is read; "
+                                     "remove eventTime.format")
+            else:
+                want = {"iso8601_offset": "string", "iso8601_local": "string",
+                        "epoch_seconds": "long", "epoch_ms": "long"}.get(et.format)
+                if want is None:
+                    raise ValueError(f"eventTime: {et.field!r} is a {f.type}; a format is needed "
+                                     "(iso8601_offset, iso8601_local, epoch_seconds or epoch_ms), "
+                                     "or make the field a timestamp")
+                if f.type != want:
+                    raise ValueError(f"eventTime format {et.format} needs a {want} field, "
+                                     f"and {et.field!r} is a {f.type}")
+        elif self.partitioning == "day(event_time)":
+            raise ValueError("partitioning day(event_time) needs an eventTime")
+        parted = [f.name for f in self.fields if f.partition]
+        if (self.partitioning == "fields") != bool(parted):
+            raise ValueError("partitioning by fields needs at least one property with `partitioned: true`, "
+                             "and properties are partitioned only then")
         return self
 
     def field(self, name: str) -> FieldSpec:
@@ -141,50 +268,6 @@ class Contract(_Strict):
     def field_names(self) -> list[str]:
         return [f.name for f in self.fields]
 
-
-def load_contract(path: Path) -> Contract:
-    """Read and validate one contract; errors name the file and the offending entry."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ContractError(f"cannot read contract {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ContractError(f"contract {path} is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ContractError(f"contract {path} must be a mapping at the top level")
-    try:
-        contract = Contract.model_validate(raw)
-    except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            loc = _describe_loc(raw, e["loc"])
-            problems.append(f"{loc}: {e['msg']}" if loc else e["msg"])
-        raise ContractError(f"contract {path} is invalid:\n  " + "\n  ".join(problems),
-                            "fix the contract (docs/contracts.md describes every key)") from exc
-    if contract.id != path.stem:
-        raise ContractError(f"contract {path}: id {contract.id!r} must equal the file name {path.stem!r}")
-    return contract
-
-
-def _describe_loc(raw: dict, loc: tuple) -> str:
-    """`fields[2] (pm25).maximum` rather than `fields.2.maximum`."""
-    parts, node = [], raw
-    for item in loc:
-        if isinstance(item, int):
-            name = node[item].get("name") if isinstance(node, list) and item < len(node) and isinstance(node[item], dict) else None
-            parts[-1] += f"[{item}]" + (f" ({name})" if name else "")
-            node = node[item] if isinstance(node, list) and item < len(node) else None
-        else:
-            parts.append(str(item))
-            node = node.get(item) if isinstance(node, dict) else None
-    return ".".join(parts)
-
-
-def load_all(folder: Path = CONTRACTS_DIR) -> dict[str, Contract]:
-    contracts = {}
-    for path in sorted(folder.glob("*.yaml")):
-        c = load_contract(path)
-        contracts[c.id] = c
-    if not contracts:
-        raise ContractError(f"no contracts (*.yaml) in {folder}")
-    return contracts
+    @property
+    def major_version(self) -> int:
+        return int(self.version.split(".")[0])

@@ -1,8 +1,10 @@
 """Fetch one batch from a batch API, and parse its envelope.
 
-Protocol (platform.md section 4): GET <api><source path>?group_number=N answers
+Protocol (platform.md section 4): GET <base URL><source path>?group_number=N answers
 {"group_number": N, "batch_number": k, "data": [...]}. Works with any server that speaks
-it. Transient failures (connection errors, timeouts, HTTP 5xx, a body cut short) are
+it. The base URL, path, group and an optional auth header are the contract's `endpoint`
+(`endpoint_url`, `endpoint_headers`); the secret of the header is read from the environment
+variable the contract names, never from the contract. Transient failures (connection errors, timeouts, HTTP 5xx, a body cut short) are
 retried with exponential backoff; what is still failing after that is a FetchError that
 names the source, the group and the URL.
 """
@@ -80,15 +82,45 @@ def declared_cycle(value, *, where: str, source: str, group: int, batch_number: 
     return value
 
 
-def fetch(api_url: str, path: str, group: int, *, source: str, timeout: float = 30,
+def endpoint_url(settings, contract, path: str | None = None) -> str:
+    """The URL of a contract's endpoint (or of another `path` on its API): its own base URL,
+    else the platform's batch API."""
+    base = contract.source.base_url or settings.api_url
+    return f"{base}{contract.source.path if path is None else path}"
+
+
+def endpoint_headers(contract) -> dict[str, str]:
+    """The contract's auth header, its value read from the environment variable it names
+    (the process environment, else the stack's env file); an error naming the source and
+    the variable if it is not set."""
+    auth = contract.source.auth
+    if auth is None:
+        return {}
+    import os
+
+    from lakehouse.settings import env_file_path, read_env_file
+
+    value = os.environ.get(auth.env)
+    if value is None:
+        path = env_file_path()
+        value = read_env_file(path).get(auth.env) if path.exists() else None
+    if not value:
+        raise FetchError(f"{contract.id}: the contract's endpoint.auth names the environment variable "
+                         f"{auth.env} for its {auth.header} header, and {auth.env} is not set",
+                         f"set {auth.env} in the environment or in the env file ({env_file_path()}); "
+                         "nothing was fetched or written")
+    return {auth.header: auth.prefix + value}
+
+
+def fetch(url: str, group: int, *, source: str, headers: dict | None = None, timeout: float = 30,
           attempts: int = 4, backoff: float = 1.0) -> Fetched:
-    url = f"{api_url}{path}"
 
     @retry(retry=retry_if_exception_type(_Transient), stop=stop_after_attempt(attempts),
            wait=wait_exponential(multiplier=backoff, max=30), reraise=False)
     def attempt() -> Fetched:
         try:
-            resp = requests.get(url, params={"group_number": group}, timeout=(min(timeout, 10), timeout))
+            resp = requests.get(url, params={"group_number": group}, headers=headers,
+                                timeout=(min(timeout, 10), timeout))
             body = resp.content  # raises if the body is cut short
         except requests.Timeout as exc:
             raise _Transient(f"timed out after {timeout:g}s") from exc
@@ -98,9 +130,14 @@ def fetch(api_url: str, path: str, group: int, *, source: str, timeout: float = 
             raise _Transient(f"body cut short: {_root(exc)}") from exc
         if resp.status_code >= 500:
             raise _Transient(f"HTTP {resp.status_code}")
+        if resp.status_code in (401, 403) and headers:
+            raise FetchError(f"{source}: GET {resp.url} answered HTTP {resp.status_code}: the API refused the "
+                             f"credentials in the {', '.join(headers)} header: {resp.text[:200]}",
+                             "check the key in the environment variable the contract's endpoint.auth.env "
+                             "names; nothing was written")
         if resp.status_code != 200:
             raise FetchError(f"{source}: GET {resp.url} answered HTTP {resp.status_code}: {resp.text[:200]}",
-                             "check LAKEHOUSE_BATCH_API_URL, the source path in the contract and the group number")
+                             "check the contract's endpoint (base_url, or LAKEHOUSE_BATCH_API_URL; path) and the group number")
         declared = resp.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) != len(body):
             raise _Transient(f"body cut short: {len(body)} of {declared} bytes")
@@ -111,7 +148,8 @@ def fetch(api_url: str, path: str, group: int, *, source: str, timeout: float = 
     except RetryError as exc:
         cause = exc.last_attempt.exception()
         raise FetchError(f"{source} group {group}: GET {url} failed after {attempts} attempts: {cause}",
-                         "is the batch API up? (`lakehouse status`, LAKEHOUSE_BATCH_API_URL); "
+                         "is the batch API up? (`lakehouse status`; the contract's endpoint.base_url, "
+                         "else LAKEHOUSE_BATCH_API_URL); "
                          "nothing was written") from exc
 
 

@@ -68,16 +68,38 @@ class Validation:
         return len(self.quarantined)
 
 
-_ARROW = {"string": pa.string(), "double": pa.float64(), "long": pa.int64(), "boolean": pa.bool_()}
+_ARROW = {"string": pa.string(), "double": pa.float64(), "long": pa.int64(), "integer": pa.int32(),
+          "boolean": pa.bool_(), "date": pa.date32(), "timestamp": pa.timestamp("us")}
 
 # The Python types a JSON value may have for each contract type (strict: a string is never
-# a number, and JSON true/false is never a number either).
+# a number, and JSON true/false is never a number either). A number or boolean the contract
+# says is delivered as a string may also be a string, which ingestion converts.
 _ALLOWED = {
     "string": {str, type(None)},
     "double": {int, float, type(None)},
+    "decimal": {int, float, type(None)},
     "long": {int, type(None)},
+    "integer": {int, type(None)},
     "boolean": {bool, type(None)},
+    "date": {str, type(None)},
 }
+_TIME_ALLOWED = {"iso8601": {str, type(None)}, "epoch_seconds": {int, float, type(None)},
+                 "epoch_millis": {int, type(None)}}
+
+
+def allowed_types(f) -> set:
+    if f.type == "timestamp":
+        return _TIME_ALLOWED[f.time_format or "iso8601"]
+    return _ALLOWED[f.type] | ({str} if f.delivered_as == "string" else set())
+
+
+def expected(f) -> str:
+    """The field's type as a reason names it."""
+    if f.type == "decimal":
+        return f"decimal({f.precision},{f.scale})"
+    if f.type == "timestamp" and f.time_format not in (None, "iso8601"):
+        return f"timestamp ({f.time_format})"
+    return f.type + (" (or its text)" if f.delivered_as == "string" else "")
 
 
 def _short(value) -> str:
@@ -135,13 +157,13 @@ def typed_table(contract: Contract, rows: list) -> tuple[pa.Table, list[Quaranti
     columns: dict[str, pa.Array] = {}
     for k, f in enumerate(contract.fields):
         col = [r[k] for r in records]
-        allowed = _ALLOWED[f.type]
+        allowed = allowed_types(f)
         if not set(map(type, col)) <= allowed:
             for pos in [pos for pos, t in enumerate(map(type, col)) if t not in allowed]:
                 value, col[pos] = col[pos], None  # the row goes; its column still builds
                 keep[pos] = False
                 reasons.setdefault(positions[pos], []).append(
-                    f"{f.name}: expected {f.type}, got {type(value).__name__} {_short(value)} "
+                    f"{f.name}: expected {expected(f)}, got {type(value).__name__} {_short(value)} "
                     "(type mismatch; contract policy: quarantine)")
         columns[f.name] = _arrow_column(f, col, positions, reasons, keep)
     table = pa.table({ROW_INDEX: pa.array(positions, pa.int64()), **columns})
@@ -152,8 +174,23 @@ def typed_table(contract: Contract, rows: list) -> tuple[pa.Table, list[Quaranti
 
 
 def _arrow_column(f, col: list, positions: list[int], reasons: dict[int, list[str]], keep) -> pa.Array:
-    """An Arrow column of the field's type; a JSON number the type can't hold (an integer
-    beyond 64 bits) is a type mismatch of its row, and null in the column."""
+    """An Arrow column of the field's type. A value that can't be one (a JSON number beyond
+    64 bits, a decimal beyond its precision, text that is not a number, a date or a time) is
+    a reason of its row, and null in the column."""
+
+    def refuse(pos: int, why: str) -> None:
+        col[pos] = None
+        keep[pos] = False
+        reasons.setdefault(positions[pos], []).append(f"{f.name}: {why}")
+
+    if f.type == "timestamp":
+        return _timestamp_column(f, col, refuse)
+    if f.type == "date":
+        return _date_column(col, refuse)
+    if f.type == "decimal":
+        return _decimal_column(f, col, refuse)
+    if f.delivered_as == "string":
+        _coerce(f, col, refuse)
     try:
         return pa.array(col, _ARROW[f.type])
     except (OverflowError, pa.ArrowInvalid):
@@ -162,12 +199,106 @@ def _arrow_column(f, col: list, positions: list[int], reasons: dict[int, list[st
         try:
             pa.array([value], _ARROW[f.type])
         except (OverflowError, pa.ArrowInvalid):
-            col[pos] = None
-            keep[pos] = False
-            reasons.setdefault(positions[pos], []).append(
-                f"{f.name}: expected {f.type}, got {type(value).__name__} {_short(value)} that does not fit "
-                "(type mismatch; contract policy: quarantine)")
+            refuse(pos, f"expected {f.type}, got {type(value).__name__} {_short(value)} that does not fit "
+                        "(type mismatch; contract policy: quarantine)")
     return pa.array(col, _ARROW[f.type])
+
+
+_TRUE, _FALSE = frozenset({"true", "t", "yes", "1"}), frozenset({"false", "f", "no", "0"})
+_INTEGER_TEXT = re.compile(r"^\s*[+-]?\d+\s*$")
+
+
+def _coerce(f, col: list, refuse) -> None:
+    """Numbers and booleans delivered as text, converted in place (deliveredAs: string)."""
+    for pos, value in enumerate(col):
+        if type(value) is not str:
+            continue
+        try:
+            if f.type == "boolean":
+                word = value.strip().lower()
+                if word not in _TRUE | _FALSE:
+                    raise ValueError
+                col[pos] = word in _TRUE
+            elif f.type in ("integer", "long"):
+                if not _INTEGER_TEXT.match(value):
+                    raise ValueError
+                col[pos] = int(value)
+            else:
+                number = float(value)
+                if not np.isfinite(number):
+                    raise ValueError
+                col[pos] = number
+        except ValueError:
+            refuse(pos, f"{value!r} is not a {f.type} (delivered as text; the contract says deliveredAs: string)")
+
+
+def _decimal_column(f, col: list, refuse) -> pa.Array:
+    """A decimal(p,s) column. A value with more digits before the point than p-s overflows
+    the precision, and one with more than s after it would lose digits: both are refused,
+    never rounded."""
+    from decimal import Decimal, InvalidOperation
+
+    limit = f.max_abs
+    for pos, value in enumerate(col):
+        if value is None:
+            continue
+        try:
+            number = Decimal(value.strip() if isinstance(value, str) else repr(value) if isinstance(value, float)
+                             else value)
+            if not number.is_finite():
+                raise InvalidOperation
+        except InvalidOperation:
+            refuse(pos, f"{_short(value)} is not a decimal (delivered as text; the contract says deliveredAs: string)")
+            continue
+        if number.as_tuple().exponent < -f.scale and number != number.quantize(Decimal(1).scaleb(-f.scale)):
+            refuse(pos, f"{_short(value)} has more than {f.scale} decimal places, which decimal({f.precision},"
+                        f"{f.scale}) would round away")
+        elif abs(number) > limit:
+            refuse(pos, f"{_short(value)} overflows decimal({f.precision},{f.scale}) (at most {limit})")
+        else:
+            col[pos] = number
+    return pa.array(col, pa.decimal128(f.precision, f.scale))
+
+
+def _date_column(col: list, refuse) -> pa.Array:
+    from datetime import date
+
+    for pos, value in enumerate(col):
+        if value is None:
+            continue
+        try:
+            if not _DATE.match(value):
+                raise ValueError("not yyyy-MM-dd")
+            col[pos] = date.fromisoformat(value)
+        except ValueError as exc:
+            refuse(pos, f"not a valid date (got {_short(value)}: {exc}; dates are ISO 8601, yyyy-MM-dd)")
+    return pa.array(col, pa.date32())
+
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def time_format(f) -> tuple[str, str | None]:
+    """A timestamp field's event_times format and zone."""
+    fmt = f.time_format or "iso8601"
+    if fmt == "iso8601":
+        return ("iso8601_local", f.zone) if f.zone else ("iso8601_offset", None)
+    return ("epoch_seconds" if fmt == "epoch_seconds" else "epoch_ms"), None
+
+
+def _timestamp_column(f, col: list, refuse) -> pa.Array:
+    fmt, zone = time_format(f)
+    if not fmt.startswith("iso"):
+        for pos, value in enumerate(col):
+            if value is not None and not abs(value) < 2 ** 62:
+                refuse(pos, f"not a valid {fmt} time (got {_short(value)}: out of range)")
+    values = pa.array(col, pa.string() if fmt.startswith("iso") else None)
+    if fmt == "epoch_seconds" and not pa.types.is_floating(values.type) and len(values):
+        values = pc.cast(values, pa.float64())
+    times, errors = event_times(fmt, values, zone, what="time")
+    for pos, message in errors.items():
+        refuse(pos, message)
+    return times
 
 
 def to_pandas(table: pa.Table):
@@ -175,7 +306,8 @@ def to_pandas(table: pa.Table):
     nullable Int64 and boolean."""
     import pandas as pd
 
-    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get)
+    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype(),
+                                         pa.bool_(): pd.BooleanDtype()}.get)
 
 
 def _missing(value) -> bool:
@@ -326,13 +458,23 @@ def expectations_with_gx(contract: Contract, table: pa.Table, results: list | No
     return reasons
 
 
-def parse_event_time(fmt: str, value) -> datetime:
-    """UTC instant of an event-time value; ValueError if it can't be parsed."""
+def parse_event_time(fmt: str, value, zone: str | None = None) -> datetime:
+    """UTC instant of an event-time value; ValueError if it can't be parsed. `zone`: the
+    zone of ISO 8601 values without an offset (format iso8601_local)."""
     if fmt == "epoch_ms":
         return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
+    if fmt == "epoch_seconds":
+        if isinstance(value, float) and not np.isfinite(value):
+            raise ValueError("not a finite number")
+        return datetime.fromtimestamp(value, tz=timezone.utc)
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
-        raise ValueError("no UTC offset")
+        if zone is None:
+            raise ValueError("no UTC offset, and the contract declares no zone for times without one "
+                             "(logicalTypeOptions.defaultTimezone)")
+        from zoneinfo import ZoneInfo
+
+        parsed = parsed.replace(tzinfo=ZoneInfo(zone))
     return parsed.astimezone(timezone.utc)
 
 
@@ -347,7 +489,7 @@ _EPOCH_MS_FAST = (-62135596800000 + 86_400_000, 253402300799999 - 86_400_000)
 _CHUNK = 65_536
 
 
-def event_times(fmt: str, values) -> tuple[pa.Array, dict[int, str]]:
+def event_times(fmt: str, values, zone: str | None = None, what: str = "event time") -> tuple[pa.Array, dict[int, str]]:
     """UTC (naive) event times of a column (an Arrow array, or what pa.array takes), and
     position -> error for those that don't parse.
 
@@ -362,12 +504,18 @@ def event_times(fmt: str, values) -> tuple[pa.Array, dict[int, str]]:
         ms = pc.cast(values, pa.int64())
         fast = pc.and_(pc.greater_equal(ms, _EPOCH_MS_FAST[0]), pc.less_equal(ms, _EPOCH_MS_FAST[1]))
         parse = lambda chunk: pc.multiply(pc.cast(chunk, pa.int64()), 1000)  # noqa: E731
+    elif fmt == "epoch_seconds":
+        seconds = pc.cast(values, pa.float64())
+        fast = pc.and_(pc.greater_equal(seconds, _EPOCH_MS_FAST[0] / 1000),
+                       pc.less_equal(seconds, _EPOCH_MS_FAST[1] / 1000))
+        parse = lambda chunk: pc.cast(pc.round(pc.multiply(pc.cast(chunk, pa.float64()), 1e6)), pa.int64())  # noqa: E731
     else:
         fast = pc.match_substring_regex(values, _ISO_FAST)
         parse = lambda chunk: pc.cast(pc.cast(chunk, pa.timestamp("us", "UTC")), pa.int64())  # noqa: E731
     fast = fast.fill_null(False)
     micros, parsed = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
-    slow = pc.indices_nonzero(pc.invert(fast)).to_pylist()
+    nulls = pc.is_null(values)
+    slow = pc.indices_nonzero(pc.invert(pc.or_(fast, nulls))).to_pylist()
     fast_at = pc.indices_nonzero(fast)
     for start in range(0, len(fast_at), _CHUNK):
         at = fast_at.slice(start, _CHUNK)
@@ -382,15 +530,28 @@ def event_times(fmt: str, values) -> tuple[pa.Array, dict[int, str]]:
     for pos in sorted(slow):
         value = values[pos].as_py()
         try:
-            micros[pos] = (parse_event_time(fmt, value) - _EPOCH) // _MICRO
+            micros[pos] = (parse_event_time(fmt, value, zone) - _EPOCH) // _MICRO
             parsed[pos] = True
         except (ValueError, OverflowError, OSError, TypeError) as exc:
-            errors[pos] = f"not a valid {fmt} event time (got {_short(value)}: {exc})"
+            errors[pos] = f"not a valid {fmt} {what} (got {_short(value)}: {exc})"
     return pa.array(micros, pa.timestamp("us"), mask=~parsed), errors
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICRO = timedelta(microseconds=1)
+
+
+def _event_time(contract: Contract, table: pa.Table) -> tuple[pa.Array, dict[int, str]]:
+    """The rows' event times (UTC, naive) and position -> error for those that don't parse:
+    a timestamp field is parsed already; a text or number field is read in the contract's
+    eventTime format; without an eventTime, every row's is null."""
+    et = contract.event_time
+    if et is None:
+        return pa.nulls(table.num_rows, pa.timestamp("us")), {}
+    column = table[et.field].combine_chunks()
+    if contract.field(et.field).type == "timestamp":
+        return column, {}
+    return event_times(et.format, column, et.zone)
 
 
 def validate_rows(contract: Contract, rows: list) -> Validation:
@@ -405,10 +566,10 @@ def _validate_rows(contract: Contract, rows: list) -> Validation:
     expectations = suite_result(contract, results, table.num_rows, len(rows))
     if failed:
         table = table.filter(pa.array(~np.isin(table[ROW_INDEX].to_numpy(), list(failed))))
-    et = contract.event_time
-    times, errors = event_times(et.format, table[et.field])
+    times, errors = _event_time(contract, table)
     table = table.append_column("_event_time", times)
     if errors:
+        et = contract.event_time
         index = table[ROW_INDEX]
         for pos, message in errors.items():
             failed.setdefault(index[pos].as_py(), []).append(f"{et.field}: {message}")

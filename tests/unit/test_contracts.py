@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lakehouse.contracts import CONTRACTS_DIR, ContractError, load_all, load_contract
+from lakehouse.contracts import CONTRACTS_DIR, ContractError, lint, load_all, load_contract
 from lakehouse.contracts.derive import (RAW_METADATA, dbt_sources, expectation_suite, raw_ddl,
                                         spark_schema)
 
@@ -32,41 +32,102 @@ def test_both_networks_load(contracts):
     assert contracts["network_b"].event_time.format == "epoch_ms"
 
 
-def test_bad_range_names_the_field(tmp_path):
-    doc = _doc()
-    doc["fields"][2]["maximum"] = -5
-    with pytest.raises(ContractError, match=r"fields\[2\] \(pm25\).*minimum 0.0 > maximum -5.0"):
-        load_contract(_write(tmp_path, doc))
+def _props(doc) -> list:
+    return doc["schema"][0]["properties"]
 
 
-def test_unknown_key_is_refused(tmp_path):
-    doc = _doc()
-    doc["fields"][0]["requird"] = True
-    with pytest.raises(ContractError, match=r"fields\[0\] \(station_code\)\.requird: Extra inputs"):
-        load_contract(_write(tmp_path, doc))
+def _custom(doc, name):
+    return next(c for c in doc["customProperties"] if c["property"] == name)
 
 
-def test_natural_key_must_name_a_required_field(tmp_path):
-    doc = _doc()
-    doc["natural_key"] = ["station_code", "pm25"]
-    with pytest.raises(ContractError, match="natural_key field 'pm25' must be required"):
-        load_contract(_write(tmp_path, doc))
-
-
-def test_bad_pattern_and_bad_type(tmp_path):
-    doc = _doc()
-    doc["fields"][0]["pattern"] = "([unclosed"
-    doc["fields"][3]["type"] = "float"
+def _problems(tmp_path, doc, name="network_a") -> str:
     with pytest.raises(ContractError) as err:
-        load_contract(_write(tmp_path, doc))
-    assert "pattern does not compile" in str(err.value) and "fields[3] (pm10).type" in str(err.value)
+        load_contract(_write(tmp_path, doc, name))
+    return str(err.value)
+
+
+def test_bad_range_names_the_path_and_the_fix(tmp_path):
+    doc = _doc()
+    _props(doc)[2]["logicalTypeOptions"]["maximum"] = -5
+    text = _problems(tmp_path, doc)
+    assert f"{tmp_path}/network_a.yaml" in text
+    assert "schema[0] (network_a).properties[2] (pm25).logicalTypeOptions: minimum 0.0 > maximum -5.0" in text
+    assert "docs/contracts.md" in text
+
+
+def test_not_odcs_names_each_path(tmp_path):
+    """The package's JSON Schema decides what is ODCS: a misspelt key, a logicalType ODCS
+    lacks, and a float version are each named by their path, with a fix."""
+    doc = _doc()
+    _props(doc)[0]["requird"] = True
+    _props(doc)[3]["logicalType"] = "float"
+    doc["version"] = 1.0
+    text = _problems(tmp_path, doc)
+    assert "schema[0] (network_a).properties[0] (station_code): Unevaluated properties are not allowed " \
+           "('requird' was unexpected)" in text
+    assert "schema[0] (network_a).properties[3] (pm10).logicalType: 'float' is not one of" in text
+    assert "fix: use one of: string, date, timestamp" in text
+    assert "version: 1.0 is not of type 'string'" in text
+
+
+def test_unknown_custom_property_is_refused(tmp_path):
+    doc = _doc()
+    doc["customProperties"].append({"property": "quarantineLimit", "value": 0.2})
+    _props(doc)[2]["customProperties"].append({"property": "units", "value": "ug/m3"})
+    text = _problems(tmp_path, doc)
+    assert "customProperties[5] (quarantineLimit).property: unknown custom property 'quarantineLimit'" in text
+    assert "lakehouse knows endpoint, eventTime, partitioning, schemaDrift, maxQuarantineRate here" in text
+    assert "properties[2] (pm25).customProperties[1] (units).property: unknown custom property 'units'" in text
+
+
+def test_bad_custom_property_value_names_its_key(tmp_path):
+    doc = _doc()
+    _custom(doc, "endpoint")["value"]["restrat"] = {}
+    _custom(doc, "maxQuarantineRate")["value"] = 1.5
+    text = _problems(tmp_path, doc)
+    assert "customProperties[0] (endpoint).value.restrat: Extra inputs are not permitted" in text
+    assert "customProperties[4] (maxQuarantineRate).max_quarantine_rate: Input should be less than or equal to 1" \
+        in text
+
+
+def test_primary_key_must_be_required(tmp_path):
+    doc = _doc()
+    _props(doc)[2].update(primaryKey=True, primaryKeyPosition=3)
+    assert "primary key field 'pm25' must be required" in _problems(tmp_path, doc)
+
+
+def test_bad_pattern_and_unstored_type(tmp_path):
+    doc = _doc()
+    _props(doc)[0]["logicalTypeOptions"]["pattern"] = "([unclosed"
+    _props(doc)[3]["logicalType"] = "time"
+    del _props(doc)[3]["logicalTypeOptions"]
+    text = _problems(tmp_path, doc)
+    assert "properties[0] (station_code).logicalTypeOptions.pattern: pattern does not compile" in text
+    assert "properties[3] (pm10).logicalType: logicalType time is not stored by lakehouse" in text
+
+
+def test_decimal_beyond_38_digits_is_refused(tmp_path):
+    doc = _doc()
+    _props(doc)[2]["physicalType"] = "DECIMAL(40,2)"
+    text = _problems(tmp_path, doc)
+    assert "properties[2] (pm25).physicalType: DECIMAL(40,2): precision 40 overflows the largest decimal " \
+           "Iceberg stores (38 digits)" in text
+
+
+def test_unenforced_rules_are_refused_not_ignored(tmp_path):
+    doc = _doc()
+    _props(doc)[0]["logicalTypeOptions"]["maxLength"] = 7
+    _props(doc)[2]["quality"] = [{"type": "library", "metric": "nullValues", "mustBe": 0}]
+    text = _problems(tmp_path, doc)
+    assert "properties[0] (station_code).logicalTypeOptions.maxLength: lakehouse does not enforce maxLength" in text
+    assert "properties[2] (pm25).quality: lakehouse does not enforce a property's quality yet" in text
 
 
 def test_event_time_type_must_fit_its_format(tmp_path):
     doc = _doc("network_b")
-    doc["event_time"]["format"] = "iso8601_offset"
-    with pytest.raises(ContractError, match="event_time format iso8601_offset needs a string field"):
-        load_contract(_write(tmp_path, doc, "network_b"))
+    _custom(doc, "eventTime")["value"]["format"] = "iso8601_offset"
+    assert "eventTime format iso8601_offset needs a string field, and 'ts' is a long" in \
+        _problems(tmp_path, doc, "network_b")
 
 
 def test_not_yaml_and_wrong_file_name(tmp_path):
@@ -74,8 +135,67 @@ def test_not_yaml_and_wrong_file_name(tmp_path):
     bad.write_text("id: [unclosed\n")
     with pytest.raises(ContractError, match="not valid YAML"):
         load_contract(bad)
-    with pytest.raises(ContractError, match="must equal the file name"):
-        load_contract(_write(tmp_path, _doc(), "renamed"))
+    assert "id: id 'network_a' must equal the file name 'renamed'" in _problems(tmp_path, _doc(), "renamed")
+
+
+def test_two_contracts_claiming_one_table(tmp_path):
+    _write(tmp_path, _doc())
+    twin = _doc()
+    twin["id"] = "network_a_copy"
+    _write(tmp_path, twin, "network_a_copy")
+    loaded, errors = lint(tmp_path)
+    assert list(loaded) == ["network_a"] and len(errors) == 1
+    assert f"contract {tmp_path}/network_a_copy.yaml: schema[0].physicalName 'network_a' is already the " \
+           f"table of {tmp_path}/network_a.yaml" in str(errors[0])
+    with pytest.raises(ContractError, match="two contracts cannot write one table"):
+        load_all(tmp_path)
+
+
+def test_rich_types_and_no_event_time(tmp_path):
+    """Every type lakehouse stores, and a source without event time, partitioned by the
+    ingestion day (or by a field)."""
+    doc = _forest_like()
+    c = load_contract(_write(tmp_path, doc, "forest"))
+    types = {f.name: (f.type, f.spark_type) for f in c.fields}
+    assert types == {"plot_id": ("integer", "INT"), "elevation": ("long", "BIGINT"),
+                     "cover": ("decimal", "DECIMAL(6,3)"), "slope": ("double", "DOUBLE"),
+                     "burnt": ("boolean", "BOOLEAN"), "surveyed_on": ("date", "DATE"),
+                     "seen_at": ("timestamp", "TIMESTAMP"), "name": ("string", "STRING")}
+    assert c.event_time is None and c.partitioning == "day(ingested_at)"
+    assert "PARTITIONED BY (days(_ingested_at))" in raw_ddl(c, "lakehouse")
+    assert c.field("seen_at").zone == "Europe/Madrid" and c.field("elevation").delivered_as == "string"
+    assert c.source.base_url == "http://127.0.0.1:9999/api" and c.source.auth.env == "FOREST_API_KEY"
+    _props(doc)[0]["partitioned"] = True
+    c = load_contract(_write(tmp_path, doc, "forest"))
+    assert c.partitioning == "fields" and "PARTITIONED BY (plot_id)" in raw_ddl(c, "lakehouse")
+
+
+def _forest_like() -> dict:
+    def prop(name, logical, physical=None, **kw):
+        p = {"name": name, "logicalType": logical, "description": f"{name}."}
+        if physical:
+            p["physicalType"] = physical
+        return {**p, **kw}
+
+    text = [{"property": "deliveredAs", "value": "string"}]
+    return {
+        "apiVersion": "v3.2.0", "kind": "DataContract", "id": "forest", "name": "Forest plots",
+        "version": "1.0.0", "description": {"purpose": "Survey plots."},
+        "team": {"name": "forest", "members": [{"username": "forest@lakehouse.example", "role": "owner"}]},
+        "customProperties": [{"property": "endpoint", "value": {
+            "base_url": "http://127.0.0.1:9999/api/", "path": "/plots", "group_number": 3,
+            "auth": {"header": "X-API-Key", "env": "FOREST_API_KEY"}}}],
+        "schema": [{"name": "forest", "physicalName": "forest", "properties": [
+            prop("plot_id", "integer", "INT", required=True, primaryKey=True, customProperties=text),
+            prop("elevation", "integer", "BIGINT", customProperties=text),
+            prop("cover", "number", "DECIMAL(6,3)", customProperties=text),
+            prop("slope", "number", "DOUBLE", logicalTypeOptions={"minimum": 0, "maximum": 90}),
+            prop("burnt", "boolean", customProperties=text),
+            prop("surveyed_on", "date"),
+            prop("seen_at", "timestamp", logicalTypeOptions={"defaultTimezone": "Europe/Madrid"}),
+            prop("name", "string"),
+        ]}],
+    }
 
 
 def test_raw_schema_is_contract_fields_then_metadata(contracts):
@@ -84,6 +204,7 @@ def test_raw_schema_is_contract_fields_then_metadata(contracts):
         assert names == c.field_names + [n for n, _, _ in RAW_METADATA]
         ddl = raw_ddl(c, "lakehouse")
         assert f"lakehouse.raw.{c.table}" in ddl and "PARTITIONED BY (days(_event_time))" in ddl
+        assert c.version == "1.0.0" and (c.freshness.warn_minutes, c.freshness.error_minutes) == (15, 60)
 
 
 def test_suite_has_one_expectation_per_rule(contracts):

@@ -61,7 +61,7 @@ def api():
 def _fetch(api, path, **kw):
     kw.setdefault("attempts", 3)
     kw.setdefault("backoff", 0.01)
-    return fetch(api, path, 1, source="network_a", **kw)
+    return fetch(api + path, 1, source="network_a", **kw)
 
 
 def test_ok_and_group_number_sent(api):
@@ -94,7 +94,7 @@ def test_truncated_body(api):
 
 def test_api_down(api):
     with pytest.raises(FetchError, match="connection failed") as err:
-        fetch("http://127.0.0.1:9", "/data", 1, source="network_b", attempts=2, backoff=0.01)
+        fetch("http://127.0.0.1:9/data", 1, source="network_b", attempts=2, backoff=0.01)
     assert "is the batch API up?" in str(err.value)
 
 
