@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -437,14 +438,35 @@ def contracts() -> None:
     """Data contracts (contracts/*.yaml) and what is generated from them."""
 
 
-@contracts.command("check")
-def contracts_check() -> None:
-    """Validate every contract; print each source with its fields and natural key."""
-    from lakehouse.contracts import load_all
+@contracts.command("lint")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def contracts_lint(paths: tuple[Path, ...]) -> None:
+    """Validate every contract (or the files given) as ODCS v3.2.0 and against the project's
+    rules; print each source, or every problem with its file, its path in the file and the
+    fix. Exits non-zero if any contract is invalid. Contracts are read from
+    $LAKEHOUSE_CONTRACTS_DIR, else contracts/."""
+    from lakehouse.contracts import ContractError, contracts_dir, lint, load_contract
 
-    for c in load_all().values():
-        click.echo(f"{c.id}: {len(c.fields)} fields, key ({', '.join(c.natural_key)}), "
-                   f"event time {c.event_time.field} [{c.event_time.format}], owner {c.owner}")
+    if paths:
+        loaded, errors = {}, []
+        for path in paths:
+            try:
+                c = load_contract(path)
+                loaded[c.id] = c
+            except ContractError as exc:
+                errors.append(exc)
+    else:
+        loaded, errors = lint()
+    for c in loaded.values():
+        et = (f"event time {c.event_time.field}" + (f" [{c.event_time.format}]" if c.event_time.format else "")
+              if c.event_time else "no event time")
+        click.echo(f"ok {c.id} {c.version}: {len(c.fields)} fields, key ({', '.join(c.natural_key)}), {et}, "
+                   f"partitioned by {c.partitioning}, owner {c.owner}")
+    for exc in errors:
+        click.echo(str(exc), err=True)
+    if errors:
+        raise LakehouseError(f"{len(errors)} contract problem(s) in {', '.join(map(str, paths)) or contracts_dir()}",
+                             "each is listed above with its file, path and fix")
 
 
 @contracts.command("dbt-sources")

@@ -219,6 +219,11 @@ def env_file_path() -> Path:
     return _resolve(Path(os.environ.get("LAKEHOUSE_ENV_FILE", ".env")))
 
 
+# A source's secret (an API key the contract's endpoint.auth names) is kept in the env file
+# under a name with this prefix; the settings themselves never read it.
+SOURCE_SECRET_PREFIX = "LAKEHOUSE_SOURCE_"
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """Parse KEY=VALUE lines strictly, so a typo is an error that names its line."""
     if not path.exists():
@@ -248,7 +253,7 @@ def read_env_file(path: Path) -> dict[str, str]:
             raise SettingsError(f"{path}:{lineno}: expected KEY=VALUE, got {stripped[:40]!r}",
                                 "fix or delete that line")
         key, value = m.groups()
-        if key not in known:
+        if key not in known and not key.startswith(SOURCE_SECRET_PREFIX):
             raise SettingsError(f"{path}:{lineno}: unknown variable {key}",
                                 f"see {ENV_EXAMPLE.name} for the variables this project reads")
         values[key] = value

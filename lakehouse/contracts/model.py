@@ -142,7 +142,8 @@ class Auth(_Strict):
     variable (the secret is never written in the contract)."""
 
     header: str = Field(pattern=r"^[A-Za-z0-9-]+$")
-    env: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")
+    # LAKEHOUSE_SOURCE_<NAME>: set in the environment or in the stack's env file.
+    env: str = Field(pattern=r"^LAKEHOUSE_SOURCE_[A-Z0-9_]+$")
     prefix: str = ""  # e.g. "Bearer " for an Authorization header
 
 

@@ -229,7 +229,8 @@ def _coerce(f, col: list, refuse) -> None:
                     raise ValueError
                 col[pos] = number
         except ValueError:
-            refuse(pos, f"{value!r} is not a {f.type} (delivered as text; the contract says deliveredAs: string)")
+            article = "an" if f.type[0] in "aeiou" else "a"
+            refuse(pos, f"{value!r} is not {article} {f.type} (delivered as text; the contract says deliveredAs: string)")
 
 
 def _decimal_column(f, col: list, refuse) -> pa.Array:

@@ -164,7 +164,7 @@ def test_rich_types_and_no_event_time(tmp_path):
     assert c.event_time is None and c.partitioning == "day(ingested_at)"
     assert "PARTITIONED BY (days(_ingested_at))" in raw_ddl(c, "lakehouse")
     assert c.field("seen_at").zone == "Europe/Madrid" and c.field("elevation").delivered_as == "string"
-    assert c.source.base_url == "http://127.0.0.1:9999/api" and c.source.auth.env == "FOREST_API_KEY"
+    assert c.source.base_url == "http://127.0.0.1:9999/api" and c.source.auth.env == "LAKEHOUSE_SOURCE_FOREST_KEY"
     _props(doc)[0]["partitioned"] = True
     c = load_contract(_write(tmp_path, doc, "forest"))
     assert c.partitioning == "fields" and "PARTITIONED BY (plot_id)" in raw_ddl(c, "lakehouse")
@@ -184,7 +184,7 @@ def _forest_like() -> dict:
         "team": {"name": "forest", "members": [{"username": "forest@lakehouse.example", "role": "owner"}]},
         "customProperties": [{"property": "endpoint", "value": {
             "base_url": "http://127.0.0.1:9999/api/", "path": "/plots", "group_number": 3,
-            "auth": {"header": "X-API-Key", "env": "FOREST_API_KEY"}}}],
+            "auth": {"header": "X-API-Key", "env": "LAKEHOUSE_SOURCE_FOREST_KEY"}}}],
         "schema": [{"name": "forest", "physicalName": "forest", "properties": [
             prop("plot_id", "integer", "INT", required=True, primaryKey=True, customProperties=text),
             prop("elevation", "integer", "BIGINT", customProperties=text),

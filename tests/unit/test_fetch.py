@@ -6,7 +6,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from lakehouse.ingest.fetch import FetchError, fetch
+from lakehouse.contracts.model import Auth, Contract
+from lakehouse.ingest.fetch import FetchError, endpoint_headers, endpoint_url, fetch
 
 OK = b'{"group_number": 1, "batch_number": 1, "data": [1]}'
 
@@ -37,6 +38,11 @@ class Api(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(OK)
             self.close_connection = True
+            return
+        if path == "/keyed/data" and self.headers.get("X-API-Key") != "s3cret":
+            self.send_response(401)
+            self.end_headers()
+            self.wfile.write(b"bad key")
             return
         if path == "/missing/data":
             self.send_response(404)
@@ -103,3 +109,40 @@ def test_client_error_is_not_retried(api):
     with pytest.raises(FetchError, match="HTTP 404: no such source"):
         _fetch(api, "/missing/data")
     assert Api.calls["/missing/data"] == 1
+
+
+def _keyed_contract(base_url=None) -> Contract:
+    from lakehouse.contracts import load_all
+
+    c = load_all()["network_a"]
+    return c.model_copy(update={"id": "forest", "source": c.source.model_copy(update={
+        "base_url": base_url, "path": "/keyed/data",
+        "auth": Auth(header="X-API-Key", env="LAKEHOUSE_SOURCE_TEST_FOREST_KEY")})})
+
+
+def test_endpoint_auth_header_comes_from_the_environment(api, monkeypatch, tmp_path):
+    """The contract names the variable; its value is sent, and a wrong one is a clear error
+    naming the source and the header."""
+    c = _keyed_contract(base_url=api)
+    assert endpoint_url(object(), c) == f"{api}/keyed/data"   # the contract's own base URL wins
+    monkeypatch.setenv("LAKEHOUSE_SOURCE_TEST_FOREST_KEY", "s3cret")
+    assert _fetch(api, "/keyed/data", headers=endpoint_headers(c)).body == OK
+    monkeypatch.setenv("LAKEHOUSE_SOURCE_TEST_FOREST_KEY", "wrong")
+    with pytest.raises(FetchError) as err:
+        _fetch(api, "/keyed/data", headers=endpoint_headers(c))
+    assert "network_a: GET" in str(err.value) and "answered HTTP 401: the API refused the credentials in the " \
+        "X-API-Key header: bad key" in str(err.value)
+    assert "nothing was written" in str(err.value)
+
+
+def test_endpoint_auth_variable_not_set(monkeypatch, tmp_path):
+    monkeypatch.delenv("LAKEHOUSE_SOURCE_TEST_FOREST_KEY", raising=False)
+    monkeypatch.setenv("LAKEHOUSE_ENV_FILE", str(tmp_path / "none.env"))
+    with pytest.raises(FetchError) as err:
+        endpoint_headers(_keyed_contract())
+    assert "forest: the contract's endpoint.auth names the environment variable LAKEHOUSE_SOURCE_TEST_FOREST_KEY for " \
+           "its X-API-Key header, and LAKEHOUSE_SOURCE_TEST_FOREST_KEY is not set" in str(err.value)
+    env = tmp_path / "stack.env"
+    env.write_text("LAKEHOUSE_SOURCE_TEST_FOREST_KEY=from-file\n")
+    monkeypatch.setenv("LAKEHOUSE_ENV_FILE", str(env))
+    assert endpoint_headers(_keyed_contract()) == {"X-API-Key": "from-file"}

@@ -192,3 +192,79 @@ def test_compiled_row_checks_give_the_great_expectations_suites_reasons(contract
           round(r["unexpected_percent"], 3)) for r in theirs]
     assert [r["result"]["missing_count"] for r in ours if "not_be_null" not in r["expectation_config"]["type"]] == \
         [r["missing_count"] for r in theirs if "not_be_null" not in r["type"]]
+
+
+# ---- richer types (issue 14): a forest-cover-like source, rows as arrays of strings --------
+def _typed_contract(**event_time):
+    from lakehouse.contracts.model import Contract, Endpoint, FieldSpec
+
+    text = {"delivered_as": "string"}
+    fields = [
+        FieldSpec(name="plot_id", type="integer", required=True, description="plot", **text),
+        FieldSpec(name="elevation", type="long", description="m", minimum=0, maximum=9000, **text),
+        FieldSpec(name="cover", type="decimal", precision=5, scale=2, description="share", **text),
+        FieldSpec(name="slope", type="double", description="deg", **text),
+        FieldSpec(name="burnt", type="boolean", description="fire", **text),
+        FieldSpec(name="surveyed_on", type="date", description="day"),
+        FieldSpec(name="seen_at", type="timestamp", description="when", zone="Europe/Madrid"),
+        FieldSpec(name="logged_at", type="timestamp", description="when (utc)"),
+        FieldSpec(name="epoch_s", type="timestamp", time_format="epoch_seconds", description="s"),
+    ]
+    return Contract(id="forest", title="Forest", owner="o@x", description="d", version="1.0.0",
+                    source=Endpoint(path="/plots"), table="forest", natural_key=["plot_id"],
+                    event_time=event_time or None,
+                    partitioning="day(event_time)" if event_time else "day(ingested_at)", fields=fields)
+
+
+GOOD = ["7", "2310", "41.25", "12.5", "false", "2026-03-01", "2026-03-01T10:00:00", "2026-03-01T10:00:00Z",
+        1772359200.5]
+
+
+@pytest.mark.parametrize("at, value, reason", [
+    (0, "7.5", "plot_id: '7.5' is not an integer (delivered as text; the contract says deliveredAs: string)"),
+    (0, "99999999999", "plot_id: expected integer, got int 99999999999 that does not fit"),
+    (1, "-3", "elevation: outside [0.0, 9000.0] (got -3)"),
+    (2, "1234.5", "cover: '1234.5' overflows decimal(5,2) (at most 999.99)"),
+    (2, "1.234", "cover: '1.234' has more than 2 decimal places, which decimal(5,2) would round away"),
+    (2, "lots", "cover: 'lots' is not a decimal"),
+    (3, "steep", "slope: 'steep' is not a double"),
+    (4, "maybe", "burnt: 'maybe' is not a boolean"),
+    (4, 1, "burnt: expected boolean (or its text), got int 1 (type mismatch"),
+    (5, "01/03/2026", "surveyed_on: not a valid date (got '01/03/2026'"),
+    (7, "2026-03-01T10:00:00", "logged_at: not a valid iso8601_offset time (got '2026-03-01T10:00:00': no UTC "
+                               "offset, and the contract declares no zone for times without one"),
+    (8, "1772359200", "epoch_s: expected timestamp (epoch_seconds), got str"),
+])
+def test_typed_values_are_converted_or_quarantined_with_their_reason(at, value, reason):
+    contract = _typed_contract()
+    bad = list(GOOD)
+    bad[at] = value
+    v = validate_rows(contract, [GOOD, bad])
+    assert v.rows_valid == 1 and v.rows_quarantined == 1
+    assert v.quarantined[0].index == 1 and any(r.startswith(reason) for r in v.quarantined[0].reasons), \
+        v.quarantined[0].reasons
+
+
+def test_typed_values_convert_exactly():
+    from datetime import date, datetime
+    from decimal import Decimal
+
+    v = validate_rows(_typed_contract(), [GOOD, ["8", "0", "-999.99", "1e2", "TRUE", None, None, None, None]])
+    assert v.rows_quarantined == 0
+    rows = v.table.to_pylist()
+    assert rows[0]["plot_id"] == 7 and rows[0]["elevation"] == 2310 and rows[0]["cover"] == Decimal("41.25")
+    assert rows[0]["slope"] == 12.5 and rows[0]["burnt"] is False and rows[0]["surveyed_on"] == date(2026, 3, 1)
+    assert rows[0]["seen_at"] == datetime(2026, 3, 1, 9, 0)       # 10:00 in Madrid (UTC+1) is 09:00 UTC
+    assert rows[0]["logged_at"] == datetime(2026, 3, 1, 10, 0)
+    assert rows[0]["epoch_s"] == datetime(2026, 3, 1, 10, 0, 0, 500000)
+    assert rows[0]["_event_time"] is None                          # no event time declared
+    assert rows[1]["cover"] == Decimal("-999.99") and rows[1]["slope"] == 100.0 and rows[1]["burnt"] is True
+    assert str(v.table.schema.field("plot_id").type) == "int32"
+    assert str(v.table.schema.field("cover").type) == "decimal128(5, 2)"
+
+
+def test_a_timestamp_field_is_the_event_time():
+    from datetime import datetime
+
+    v = validate_rows(_typed_contract(field="seen_at"), [GOOD])
+    assert v.table.to_pylist()[0]["_event_time"] == datetime(2026, 3, 1, 9, 0)
