@@ -469,6 +469,29 @@ def contracts_lint(paths: tuple[Path, ...]) -> None:
                              "each is listed above with its file, path and fix")
 
 
+@contracts.command("diff")
+def contracts_diff() -> None:
+    """Compare every contract with the raw table it deployed (schema, contract version,
+    required fields): what the next ingest adds in place, and what it would refuse (a
+    breaking change without a new major version). Exits non-zero if it would refuse one."""
+    from lakehouse.contracts import load_all
+    from lakehouse.contracts.evolution import diff_lines
+    from lakehouse.stack import manager
+
+    settings = _settings()
+    manager.require(settings, "postgres", "minio")
+    refused = []
+    for c in load_all().values():
+        lines, refuses = diff_lines(settings, c)
+        click.echo("\n".join(lines))
+        if refuses:
+            refused.append(c.id)
+    if refused:
+        raise LakehouseError(f"the next ingest of {', '.join(refused)} would refuse its contract's changes",
+                             "raise the contract's major version to apply a breaking change, or revert it "
+                             "(docs/contracts.md, \"Schema evolution\")")
+
+
 @contracts.command("dbt-sources")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
 def contracts_dbt_sources(output: str | None) -> None:

@@ -46,9 +46,11 @@ import orjson
 import requests
 
 from lakehouse.contracts import Contract
-from lakehouse.contracts.derive import (AUDIT_COLUMNS, QUARANTINE_COLUMNS, WAP_PROPERTY, audit_ddl,
-                                        columns_sql, quarantine_ddl, raw_columns, raw_ddl, spark_schema,
+from lakehouse.contracts.derive import (AUDIT_COLUMNS, QUARANTINE_COLUMNS, RAW_METADATA, WAP_PROPERTY, audit_ddl,
+                                        columns_sql, quarantine_ddl, raw_ddl, spark_schema,
                                         struct_type)
+from lakehouse.contracts.evolution import VERSION_PROP, compare, properties_sql, refusal, table_state
+from lakehouse.contracts.model import ContractError
 from lakehouse.errors import LakehouseError
 from lakehouse.ingest.cycles import Delivered, batch_key, decide
 from lakehouse.ingest.fetch import (Batch, FetchError, Fetched, PayloadError, declared_cycle, endpoint_headers,
@@ -319,7 +321,8 @@ class Ingestor:
     def ensure_tables(self) -> None:
         """Create the source's raw and quarantine tables and the audit log if missing, and
         turn write-audit-publish on where an older version created them without it (the
-        checks read catalog metadata; only a change costs a Spark statement)."""
+        checks read catalog metadata; only a change costs a Spark statement). The raw table
+        follows its contract (schema evolution, `evolve_raw`)."""
         for table, ddl in ((self.raw, raw_ddl(self.contract, self.cat)),
                            (self.quarantine, quarantine_ddl(self.contract, self.cat)),
                            (self.audit, audit_ddl(self.cat))):
@@ -329,14 +332,48 @@ class Ingestor:
             existing = self.catalog.load_table(self._ident(table))
             if existing.properties.get(WAP_PROPERTY) != "true":
                 self.spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ('{WAP_PROPERTY}'='true')")
+            if table == self.raw:
+                self.evolve_raw(existing)
+                continue
             # Columns added since the table was made (the cycle's): Iceberg schema evolution,
             # no file rewritten; older rows read them as null.
             have = {f.name for f in existing.schema().fields}
-            columns = {self.raw: raw_columns(self.contract), self.quarantine: QUARANTINE_COLUMNS,
-                       self.audit: AUDIT_COLUMNS}[table]
+            columns = {self.quarantine: QUARANTINE_COLUMNS, self.audit: AUDIT_COLUMNS}[table]
             missing = [c for c in columns if c[0] not in have]
             if missing:
                 self.spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({columns_sql(missing)})")
+
+    def raw_changes(self, table=None) -> tuple[list, dict, list]:
+        """The contract's changes to the deployed raw table, its properties, and the
+        ingestion metadata columns it lacks (added since it was made)."""
+        columns, props = table_state(table or self.catalog.load_table(self._ident(self.raw)))
+        missing = [c for c in RAW_METADATA if c[0] not in columns]
+        return compare(self.contract, columns, props, self.raw), props, missing
+
+    def evolve_raw(self, table=None) -> list:
+        """Bring the raw table in step with its contract before the next append: additive
+        changes always; breaking ones only under a new major version (else a ContractError,
+        and nothing is changed). Under a lock, so two ingests never alter one table twice."""
+        changes, props, missing = self.raw_changes(table)
+        if not changes and not missing and props.get(VERSION_PROP) == self.contract.version:
+            return []
+        from lakehouse import locks
+
+        with locks.hold(self.settings, f"evolve:{self.raw}", purpose=f"evolve {self.raw}", say=say):
+            changes, props, missing = self.raw_changes()  # again, under the lock: another run may have done it
+            why = refusal(self.contract, changes, props)
+            if why:
+                raise ContractError(f"{self.raw}: {why}; nothing was changed or ingested",
+                                    "see docs/contracts.md, \"Schema evolution\"; `lakehouse contracts diff` "
+                                    "lists every difference")
+            if missing:  # the platform's own columns, added since the table was made
+                self.spark.sql(f"ALTER TABLE {self.raw} ADD COLUMNS ({columns_sql(missing)})")
+            for change in changes:
+                if change.sql:
+                    say(f"{self.raw}: {change.line()}")
+                    self.spark.sql(change.sql)
+            self.spark.sql(properties_sql(self.contract, self.raw))
+        return changes
 
     # ---- exactly-once bookkeeping ------------------------------------------------------
     def _snapshots(self, table: str, key: str):
@@ -682,7 +719,8 @@ class Ingestor:
                      "_batch_number": F.lit(batch.batch_number).cast("int"),
                      # a string cast in the session's time zone (UTC): no client clock conversion
                      "_ingested_at": F.lit(ingested_at.isoformat(sep=" ")).cast("timestamp"),
-                     "_cycle": F.lit(cycle).cast("int")}
+                     "_cycle": F.lit(cycle).cast("int"),
+                     "_contract_version": F.lit(self.contract.version)}
         return df.select(*[F.col(f.name) if f.name not in constants else constants[f.name].alias(f.name)
                            for f in schema.fields])
 

@@ -6,5 +6,8 @@ contracts/, the single source of truth.
 the Iceberg DDL and the dbt sources.
 """
 
-from lakehouse.contracts.model import Contract, ContractError, FieldSpec  # noqa: F401
-from lakehouse.contracts.odcs import CONTRACTS_DIR, contracts_dir, lint, load_all, load_contract  # noqa: F401
+from lakehouse.contracts.model import Contract, ContractError, FieldSpec
+from lakehouse.contracts.odcs import CONTRACTS_DIR, contracts_dir, lint, load_all, load_contract
+
+__all__ = ["CONTRACTS_DIR", "Contract", "ContractError", "FieldSpec", "contracts_dir", "lint", "load_all",
+           "load_contract"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from lakehouse.contracts.evolution import REQUIRED_PROP, VERSION_PROP
 from lakehouse.contracts.model import Contract
 
 # Columns ingestion adds to every raw row (platform.md section 5). _event_time is the
@@ -25,6 +26,8 @@ RAW_METADATA = (
     ("_batch_number", "INT", "batch number the API answered"),
     ("_ingested_at", "TIMESTAMP", "when ingestion committed the row (UTC)"),
     ("_cycle", "INT", "cycle of the batch API the batch belongs to (null: ingested before cycles, read as 1)"),
+    ("_contract_version", "STRING", "version of the contract the row was validated against "
+                                    "(null: ingested before versions were recorded, read as 1.0.0)"),
 )
 
 QUARANTINE_COLUMNS = (
@@ -117,7 +120,9 @@ def raw_ddl(contract: Contract, catalog: str) -> str:
     return (f"CREATE TABLE IF NOT EXISTS {catalog}.raw.{contract.table} (\n  "
             f"{columns_sql(raw_columns(contract))}\n) USING iceberg\n"
             f"PARTITIONED BY ({partition_spec(contract)})\n"
-            f"TBLPROPERTIES ({_TABLE_PROPS}, 'lakehouse.contract'='{contract.id}')")
+            f"TBLPROPERTIES ({_TABLE_PROPS}, 'lakehouse.contract'='{contract.id}', "
+            f"'{VERSION_PROP}'='{contract.version}', "
+            f"'{REQUIRED_PROP}'='{','.join(f.name for f in contract.fields if f.required)}')")
 
 
 def quarantine_ddl(contract: Contract, catalog: str) -> str:
@@ -166,6 +171,11 @@ def expectation_suite(contract: Contract):
     return suite
 
 
+def current_major(contract: Contract) -> str:
+    """SQL: the raw rows validated under the contract's major version."""
+    return f"coalesce(_contract_version, '1.0.0') like '{contract.major_version}.%'"
+
+
 def dbt_sources(contracts: list[Contract], catalog: str) -> dict:
     """The dbt `sources:` document for the raw layer."""
     tables = []
@@ -174,7 +184,9 @@ def dbt_sources(contracts: list[Contract], catalog: str) -> dict:
         for f in c.fields:
             col = {"name": f.name, "description": f.description + (f" [{f.unit}]" if f.unit else "")}
             if f.required:
-                col["data_tests"] = ["not_null"]
+                # rows validated under this major version (a field may have become required in it)
+                col["data_tests"] = [{"not_null": {"config": {"where": current_major(c)}}}] \
+                    if c.major_version > 1 else ["not_null"]
             columns.append(col)
         columns += [{"name": n, "description": d} for n, _, d in RAW_METADATA]
         tables.append({
