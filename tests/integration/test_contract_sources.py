@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 from lakehouse import dbt
-from lakehouse.contracts import CONTRACTS_DIR, load_contract
+from lakehouse.contracts import CONTRACTS_DIR, ContractError, load_contract
 from lakehouse.ingest.fetch import FetchError
 from lakehouse.trino import query
 from spark_jobs.ingest import Ingestor
-from tests.integration.conftest import fresh_group
+from tests.integration.conftest import fresh_group, lakehouse
 
 pytestmark = [pytest.mark.trino, pytest.mark.spark]
 KEY_VAR = "LAKEHOUSE_SOURCE_FOREST_KEY"
@@ -187,3 +187,78 @@ def test_an_unset_auth_variable_fails_before_anything_is_written(stack, spark, f
     monkeypatch.setenv("LAKEHOUSE_ENV_FILE", str(tmp_path / "absent.env"))
     with pytest.raises(FetchError, match=f"forest_cover: .*{KEY_VAR} is not set"):
         Ingestor(stack, forest, spark)
+
+
+def test_adding_a_field_then_a_breaking_change(stack, spark, forest_api, monkeypatch, tmp_path):
+    """An optional field added under 1.1.0 evolves the table in place before the append, and
+    the generated staging model has it; removing a field under 1.2.0 is refused with nothing
+    changed; under 2.0.0 it is applied. `lakehouse contracts diff` says each of these first."""
+    monkeypatch.setenv(KEY_VAR, KEY)
+    folder = tmp_path / "contracts"
+    folder.mkdir()
+    for path in CONTRACTS_DIR.glob("*.yaml"):
+        shutil.copy(path, folder / path.name)
+    monkeypatch.setenv("LAKEHOUSE_CONTRACTS_DIR", str(folder))
+    doc = forest_contract_doc(forest_api)
+    doc["id"] = doc["schema"][0]["name"] = doc["schema"][0]["physicalName"] = "forest_evolving"
+    path = folder / "forest_evolving.yaml"
+    properties = doc["schema"][0]["properties"]
+
+    def ingest(rows):
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        contract = load_contract(path)
+        group = fresh_group()
+        publish(group, 1, rows)
+        ing = Ingestor(stack, contract, spark)
+        ing.ensure_tables()
+        return ing.ingest(group)
+
+    def columns():
+        return dict(query(stack, "SELECT column_name, data_type FROM information_schema.columns "
+                                 "WHERE table_schema = 'raw' AND table_name = 'forest_evolving'"))
+
+    first = ingest(forest_rows(10, 1))
+    assert (first.status, first.rows_valid) == ("committed", 10)
+
+    # 1.1.0: an optional decimal, delivered as text
+    doc["version"] = "1.1.0"
+    properties.append({"name": "canopy_height", "logicalType": "number", "physicalType": "DECIMAL(5,1)",
+                       "description": "Canopy height in meters.",
+                       "customProperties": [{"property": "deliveredAs", "value": "string"}]})
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    proc = lakehouse("contracts", "diff", env={"LAKEHOUSE_CONTRACTS_DIR": str(folder)})
+    assert "forest_evolving 1.1.0: raw.forest_evolving was shaped by 1.0.0; 1 change(s):\n  add canopy_height: " \
+           "a new optional field (DECIMAL(5,1))\n  -> applied in place before the next append" in proc.stdout
+    assert "network_a 1.0.0: raw.network_a was shaped by 1.0.0; in step" in proc.stdout
+    second = ingest([r + ["12.5"] for r in forest_rows(10, 2)])
+    assert (second.status, second.rows_valid, second.rows_quarantined) == ("committed", 10, 0)
+    assert columns()["canopy_height"] == "decimal(5,1)"
+    counts = query(stack, "SELECT count(*), count(canopy_height), sum(canopy_height), "
+                          "count_if(_contract_version = '1.1.0') FROM raw.forest_evolving")[0]
+    assert [counts[0], counts[1], float(counts[2]), counts[3]] == [20, 10, 125.0, 10]
+    project = tmp_path / "dbt_project"
+    shutil.copytree(dbt.DBT_PROJECT, project, ignore=shutil.ignore_patterns("target", "logs", "generated"))
+    dbt.run(stack, ["run", "--select", "stg_forest_evolving"], project=project, capture=True)
+    staged = query(stack, "SELECT count(*), sum(canopy_height) FROM staging.stg_forest_evolving", user="dbt")[0]
+    assert (staged[0], float(staged[1])) == (20, 125.0)
+
+    # 1.2.0: a field removed is breaking: refused, nothing changed or written
+    doc["version"] = "1.2.0"
+    del properties[2]  # slope
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    proc = lakehouse("contracts", "diff", check=False, env={"LAKEHOUSE_CONTRACTS_DIR": str(folder)})
+    assert proc.returncode != 0 and "BREAKING drop slope: a field removed from the contract" in proc.stdout
+    assert "the next ingest of forest_evolving would refuse" in proc.stderr
+    with pytest.raises(ContractError) as err:
+        Ingestor(stack, load_contract(path), spark).ensure_tables()
+    assert "breaking change(s) to forest_evolving without a new major version (the table was shaped by 1.1.0, " \
+           "the contract is 1.2.0): BREAKING drop slope" in str(err.value)
+    assert "slope" in columns()
+
+    # 2.0.0: applied in place; the rows written before keep their count
+    doc["version"] = "2.0.0"
+    third = ingest([[v for i, v in enumerate(r) if i != 2] + ["3.0"] for r in forest_rows(10, 3)])
+    assert (third.status, third.rows_valid) == ("committed", 10), third.message
+    assert "slope" not in columns()
+    assert tuple(query(stack, "SELECT count(*), count_if(_contract_version = '2.0.0') FROM raw.forest_evolving")[0]) \
+        == (30, 10)
