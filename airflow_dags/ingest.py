@@ -28,11 +28,12 @@ Tasks:
   exponential backoff from LAKEHOUSE_INGEST_RETRY_DELAY_SECONDS). A failed or rejected batch
   is logged with its batch id in this task's log and in audit.ingestion_log.
 - `publish`: tells Airflow the raw and quarantine tables changed (assets), which triggers
-  `dbt_build`; skipped when the batch was already ingested.
-- `quality_gate`: fails the run when the batch's quarantine rate is above the contract's
-  `quality.max_quarantine_rate`, or when batches were missed (published and withdrawn
-  before a run fetched them; each is in audit.ingestion_log as `missed`), at once
-  (AirflowFailException: a retry can't change it).
+  `dbt_build`; skipped when the batch was already ingested, or is held.
+- `quality_gate`: fails the run when the contract's quality gate held the batch (its
+  quarantine rate above the contract's `maxQuarantineRate`, or a batch-level rule broken:
+  the valid rows stay staged, out of raw, until `lakehouse batches release|reject`), or
+  when batches were missed (published and withdrawn before a run fetched them; each is in
+  audit.ingestion_log as `missed`), at once (AirflowFailException: a retry can't change it).
 
 One bad batch never blocks the next: `depends_on_past` is off, every run is bounded by
 its retries and `execution_timeout`, and failed runs never pause the DAG.
@@ -71,7 +72,7 @@ def ingestion_dag(contract) -> DAG:
     ) as dag:
         ingest = BashOperator(
             task_id="ingest",
-            bash_command=cli("ingest", "--source", contract.id, "--json", "--on-missed", "report",
+            bash_command=cli("ingest", "--source", contract.id, "--json", "--on-missed", "report", "--on-held", "report",
                              "--follow", str(FOLLOW), "--poll", str(POLL)),
             skip_on_exit_code=None,  # exit 99 is a failure like any other, not a skip
         )
@@ -83,6 +84,8 @@ def ingestion_dag(contract) -> DAG:
             batch = json.loads(result)
             if batch["status"] == "replayed":
                 raise AirflowSkipException(f"{batch['batch_id']} was already ingested: nothing new")
+            if batch["status"] == "held":
+                raise AirflowSkipException(f"{batch['batch_id']} is held by the quality gate: raw is unchanged")
             return batch["batch_id"]
 
         @task(task_id="quality_gate")

@@ -348,11 +348,15 @@ def demo() -> None:
               help="A batch published and withdrawn before it was fetched is always recorded in "
                    "audit.ingestion_log as missed; `fail` also exits non-zero (the scheduler passes "
                    "`report` and fails its run in a gate, so a retry can't hide it).")
+@click.option("--on-held", type=click.Choice(["fail", "report"]), default="fail", show_default=True,
+              help="A batch the contract's quality gate holds stays staged until `lakehouse batches "
+                   "release|reject`; `fail` also exits non-zero (the scheduler passes `report` and fails "
+                   "its run in its quality gate).")
 @click.option("--timeout", default=30.0, show_default=True, help="HTTP timeout per request, seconds.")
 @click.option("--json", "as_json", is_flag=True,
               help="Also print each batch's result as one JSON line, last (the scheduler reads it).")
 def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None, cycle: bool,
-           cycles: int | None, follow: float | None, poll: float, on_missed: str, timeout: float,
+           cycles: int | None, follow: float | None, poll: float, on_missed: str, on_held: str, timeout: float,
            as_json: bool) -> None:
     """Ingest batches from the batch API into raw / quarantine / audit (exactly once).
 
@@ -406,10 +410,14 @@ def ingest(sources: tuple[str, ...], group: int | None, batch_number: int | None
             click.echo(json.dumps(dataclasses.asdict(r), sort_keys=True))
     bad = [r.batch_id for r in results if r.status in ("rejected", "failed")]
     missed = [m for r in results for m in r.missed]
-    if bad or (missed and on_missed == "fail"):
+    held = [r.batch_id for r in results if r.status == "held"] if on_held == "fail" else []
+    if bad or (missed and on_missed == "fail") or held:
         what = [f"{len(bad)} batch(es) rejected or failed: {', '.join(bad)}"] if bad else []
         if missed and on_missed == "fail":
             what.append(f"{len(missed)} batch(es) missed: {', '.join(missed)}")
+        if held:
+            what.append(f"{len(held)} batch(es) held by the quality gate: {', '.join(held)} (`lakehouse "
+                        "batches held`, then `lakehouse batches release|reject ID`)")
         raise LakehouseError("; ".join(what), "see the lines above; each is in audit.ingestion_log under its "
                              "batch_id (missed ones with status 'missed')")
 
@@ -431,6 +439,74 @@ def maintain(layers: tuple[str, ...], only: tuple[str, ...]) -> None:
     manager.require(settings, "postgres", "minio", "trino")
     for layer in (NAMESPACES if "all" in layers else layers):
         run(settings, layer, list(only) or None, say=click.echo)
+
+
+@cli.group()
+def batches() -> None:
+    """Batches the contract's quality gate holds: list them, release or reject each one."""
+
+
+@batches.command("held")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per held batch.")
+def batches_held(as_json: bool) -> None:
+    """List the batches held by the quality gate and waiting for a decision, oldest first:
+    their valid rows are staged on the raw table, out of raw and the marts."""
+    from spark_jobs.ingest import held_batches
+
+    settings = _settings()
+    rows = held_batches(settings)
+    for r in rows:
+        if as_json:
+            import json
+
+            click.echo(json.dumps(r, default=str, sort_keys=True))
+        else:
+            click.echo(f"{r['batch_id']}  held since {r['started_at']:%Y-%m-%d %H:%M:%S} UTC: {r['rows_valid']} "
+                       f"valid, {r['rows_quarantined']} quarantined of {r['rows_in']}\n    {r['message']}")
+    if not rows and not as_json:
+        click.echo("no batch is held")
+
+
+def _decide(batch_id: str, decision: str, by: str | None, reason: str) -> None:
+    import getpass
+
+    from lakehouse.contracts import load_all
+    from lakehouse.stack import manager
+    from spark_jobs.ingest import close_ingestors, open_ingestors
+
+    settings = _settings()
+    contracts = load_all()
+    source = batch_id.split("/", 1)[0]
+    if source not in contracts:
+        raise LakehouseError(f"{batch_id!r}: no contract {source!r} (a batch id starts with its source)",
+                             "take the id from `lakehouse batches held`")
+    manager.require(settings, "postgres", "minio")
+    (ing,) = open_ingestors(settings, [contracts[source]])
+    try:
+        result = ing.decide_held(batch_id, decision, by or getpass.getuser(), reason)
+    finally:
+        close_ingestors([ing])
+    click.echo(result.line())
+
+
+@batches.command("release")
+@click.argument("batch_id")
+@click.option("--by", help="Who decides [default: your login name]; recorded in the audit log.")
+@click.option("--reason", default="", help="Why; recorded in the audit log.")
+def batches_release(batch_id: str, by: str | None, reason: str) -> None:
+    """Publish a held batch: its valid rows reach raw (as ingested now) and the next marts
+    build. Recorded in audit.ingestion_log as `released`, with who decided."""
+    _decide(batch_id, "released", by, reason)
+
+
+@batches.command("reject")
+@click.argument("batch_id")
+@click.option("--by", help="Who decides [default: your login name]; recorded in the audit log.")
+@click.option("--reason", default="", help="Why; recorded in the audit log.")
+def batches_reject(batch_id: str, by: str | None, reason: str) -> None:
+    """Never publish a held batch: its valid rows stay out of raw and the marts (its
+    quarantined rows stay in quarantine). Recorded in audit.ingestion_log as `rejected`."""
+    _decide(batch_id, "rejected", by, reason)
 
 
 @cli.group()

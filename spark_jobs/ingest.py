@@ -56,6 +56,7 @@ from lakehouse.ingest.cycles import Delivered, batch_key, decide
 from lakehouse.ingest.fetch import (Batch, FetchError, Fetched, PayloadError, declared_cycle, endpoint_headers,
                                     endpoint_url, fetch,
                                     parse_envelope)
+from lakehouse.ingest.quality import gate
 from lakehouse.ingest.validate import Quarantined, Validation, validate_rows
 from lakehouse.settings import Settings
 from lakehouse.spark import SparkUnavailable
@@ -91,7 +92,7 @@ class BatchResult:
     group_number: int
     batch_number: int | None
     batch_id: str
-    status: str              # committed | replayed | rejected | failed | missed
+    status: str              # committed | held | replayed | rejected | failed | missed | released
     rows_in: int = 0
     rows_valid: int = 0
     rows_quarantined: int = 0
@@ -109,6 +110,9 @@ class BatchResult:
     # the contract's GE suite on the batch's well-typed rows, in GE's result layout
     # (lakehouse.ingest.validate.suite_result); kept in audit.ingestion_log.expectation_results
     expectations: dict = field(default_factory=dict)
+    # the quality gate's verdict (lakehouse.ingest.quality.gate); audit.ingestion_log.gate_results
+    gate: dict = field(default_factory=dict)
+    decided_by: str | None = None  # released / rejected: who decided
 
     def line(self) -> str:
         b = f"batch {self.batch_number}" if self.batch_number is not None else "batch ?"
@@ -118,6 +122,11 @@ class BatchResult:
         tail = f" snapshot {self.snapshot_id}" if self.snapshot_id else ""
         msg = f" - {self.message}" if self.message else ""
         return f"{self.source} group {self.group_number} {b}: {self.status}: {counts}{tail} ({self.seconds:.1f}s){msg}"
+
+
+def held_branch(batch_id: str) -> str:
+    """The name of the raw table's branch that keeps a held batch's staged write."""
+    return "held-" + re.sub(r"[^A-Za-z0-9_-]", "-", batch_id)
 
 
 def failpoint(name: str) -> None:
@@ -447,11 +456,11 @@ class Ingestor:
                                         summary.get(PAYLOAD_PROP), summary.get(CHECKSUM_PROP))
         if found:
             return list(found.values())
-        from pyiceberg.expressions import And, EqualTo
+        from pyiceberg.expressions import And, EqualTo, In
 
         table = self.catalog.load_table(self._ident(self.audit))
         rows = table.scan(row_filter=And(EqualTo("source", self.contract.id), EqualTo("group_number", group),
-                                         EqualTo("status", "committed")),
+                                         In("status", ["committed", "held"])),
                           selected_fields=("batch_id", "batch_number", "cycle", "payload_checksum", "checksum"),
                           ).to_arrow().to_pylist()
         return [Delivered(r["cycle"] or 1, r["batch_number"], r["batch_id"], r["payload_checksum"], r["checksum"])
@@ -464,10 +473,10 @@ class Ingestor:
         names = (ROWS_IN_PROP, ROWS_VALID_PROP, ROWS_QUARANTINED_PROP, RAW_SNAPSHOT_PROP)
         values = [props.get(p) for p in names]
         if values[0] is None:  # logged before the counts rode along: read the audit row itself
-            from pyiceberg.expressions import And, EqualTo
+            from pyiceberg.expressions import And, EqualTo, In
 
             table = self.catalog.load_table(self._ident(self.audit))
-            rows = table.scan(row_filter=And(EqualTo("batch_id", batch_id), EqualTo("status", "committed")),
+            rows = table.scan(row_filter=And(EqualTo("batch_id", batch_id), In("status", ["committed", "held"])),
                               selected_fields=("rows_in", "rows_valid", "rows_quarantined", "snapshot_id"),
                               ).to_arrow().to_pylist()
             values = list(rows[0].values()) if rows else [0, 0, 0, None]
@@ -591,6 +600,8 @@ class Ingestor:
                     started, locked=True, declared=declared)
             with self._timed("validate"):
                 validation = validate_rows(self.contract, batch.data)
+                verdict = gate(self.contract, validation.rows_in, validation.rows_quarantined, validation.table)
+            held = verdict["held"]
             if validation.rows_valid + validation.rows_quarantined != validation.rows_in:
                 raise ConservationError(f"{batch_id}: {validation.rows_in} in != {validation.rows_valid} valid + "
                                         f"{validation.rows_quarantined} quarantined")
@@ -599,7 +610,9 @@ class Ingestor:
             failpoint("before-raw-commit")
             if snapshot is None and validation.rows_valid:
                 with self._timed("raw"):
-                    snapshot = self._write_raw(batch, batch_id, key, validation, ingested_at, cycle)
+                    # held: staged on the table (write-audit-publish), not published
+                    snapshot = self._write_raw(batch, batch_id, key, validation, ingested_at, cycle,
+                                               publish=not held)
             failpoint("after-raw-commit")
             if batch_id not in seen[self.quarantine] and validation.rows_quarantined:
                 with self._timed("quarantine"):
@@ -610,11 +623,19 @@ class Ingestor:
                 message = "; ".join(m for m in (message, f"missed {len(missed)} batch(es) the API published and "
                                                         f"withdrew before they were fetched: "
                                                         f"{', '.join(map(str, decision.missed))}") if m)
-            result = BatchResult(src, group, number, batch_id, "committed", validation.rows_in,
+            if held:
+                message = "; ".join(m for m in (
+                    "held by the quality gate: " + "; ".join(verdict["reasons"])
+                    + f" (release or reject it: `lakehouse batches release|reject {batch_id}`)", message) if m)
+            result = BatchResult(src, group, number, batch_id, "held" if held else "committed", validation.rows_in,
                                  validation.rows_valid, validation.rows_quarantined, snapshot, fetched.checksum,
                                  message, cycle=cycle, cycle_source=decision.cycle_source,
                                  payload_checksum=batch.payload_checksum, missed=missed,
-                                 expectations=validation.expectations)
+                                 expectations=validation.expectations, gate=verdict)
+            if held and snapshot is not None:
+                # a branch on the staged write: listed in the table's refs, and kept by snapshot expiry
+                self.spark.sql(f"ALTER TABLE {self.raw} CREATE BRANCH IF NOT EXISTS `{held_branch(batch_id)}` "
+                               f"AS OF VERSION {snapshot}")
             with self._timed("audit"):
                 self._write_audit(result, started, key)
             return result
@@ -647,7 +668,8 @@ class Ingestor:
             return write()
 
     # ---- writes (one Iceberg commit each, tagged with the batch) ------------------------
-    def _append(self, frame, table: str, key: str, batch_id: str, rows: int, **props: str) -> None:
+    def _append(self, frame, table: str, key: str, batch_id: str, rows: int, publish: bool = True,
+                **props: str) -> None:
         """Write-audit-publish: stage the rows under the WAP id `<key>#<batch id>` (unless a
         dead run staged them already), then publish. Iceberg refuses a second publish of
         one WAP id, so a write the server finished for a dead client is never doubled.
@@ -677,6 +699,8 @@ class Ingestor:
                 finally:
                     self.spark.conf.unset("spark.wap.id")
         failpoint(f"staged-{table.split('.', 1)[1]}")
+        if not publish:  # held by the quality gate: the write stays staged
+            return
         namespace, name = self._ident(table)
         try:
             self.spark.sql(f"CALL {self.cat}.system.publish_changes(table => '{namespace}.{name}', "
@@ -687,7 +711,7 @@ class Ingestor:
             say(f"{table}: {batch_id} was published already (by an earlier run's write); not again")
 
     def _write_raw(self, batch: Batch, batch_id: str, key: str, v: Validation, ingested_at: datetime,
-                   cycle: int | None) -> int:
+                   cycle: int | None, publish: bool = True) -> int:
         """Only the rows' own columns travel to the server; the batch's constants (id, source,
         group, batch, time, cycle) are added there as literals. A large batch's rows travel
         as staged Parquet files when the server can read them (STAGE_FROM_ROWS)."""
@@ -707,8 +731,9 @@ class Ingestor:
                     df = self.spark.createDataFrame(rows, schema=StructType(own))
                 yield self._with_constants(df, schema, batch, batch_id, ingested_at, cycle), bool(paths)
 
-        self._append(frame, self.raw, key, batch_id, v.rows_valid)
-        return self.committed_ids(self.raw, key)[batch_id]
+        self._append(frame, self.raw, key, batch_id, v.rows_valid, publish=publish)
+        published, staged, _ = self._commits(self.raw, key)
+        return published[batch_id] if publish else staged[batch_id]
 
     def _with_constants(self, df, schema, batch: Batch, batch_id: str, ingested_at: datetime,
                         cycle: int | None):
@@ -755,13 +780,14 @@ class Ingestor:
         row = [(r.batch_id, r.source, r.group_number, r.batch_number, r.rows_in, r.rows_valid,
                 r.rows_quarantined, r.snapshot_id, r.checksum, started, finished, r.status, r.message,
                 r.cycle, r.cycle_source, r.payload_checksum,
-                orjson.dumps(r.expectations).decode() if r.expectations else None)]
+                orjson.dumps(r.expectations).decode() if r.expectations else None,
+                orjson.dumps(r.gate).decode() if r.gate else None, r.decided_by)]
         for missed_id in r.missed:
             number = int(missed_id.rsplit("/", 2)[-2][1:])
             row.append((missed_id, r.source, r.group_number, number, 0, 0, 0, None, None, started, finished,
                         "missed", f"published and withdrawn before it was fetched (found when {r.batch_id} "
                                   "arrived): its rows are lost to this platform", r.cycle, r.cycle_source, None,
-                        None))
+                        None, None, None))
         # The counts and the batch's identity ride along as snapshot properties too, so a
         # replay and the cycle decision answer from metadata.
         props = {ROWS_IN_PROP: str(r.rows_in), ROWS_VALID_PROP: str(r.rows_valid),
@@ -774,6 +800,78 @@ class Ingestor:
             props[CHECKSUM_PROP] = r.checksum
         self._append(lambda: nullcontext((self.spark.createDataFrame(row, schema), False)), self.audit,
                      key or r.batch_id, r.batch_id, len(row), **props)
+
+    # ---- held batches: a person's decision -----------------------------------------------
+    def decide_held(self, batch_id: str, decision: str, by: str, reason: str = "") -> BatchResult:
+        """Release (`released`) or reject (`rejected`) a batch the quality gate held, once.
+        Released: its valid rows are appended to raw from the staged write, as newly
+        ingested now (so incremental marts read them), and published. Rejected: they never
+        are. Either way the decision is an audit row naming who made it, and the batch's
+        branch is dropped. Exactly once: a rerun after a crash completes the decision."""
+        if decision not in ("released", "rejected"):
+            raise ValueError(decision)
+        key = batch_id.rsplit("/", 1)[0]
+        parsed = _KEY.match(key)
+        if parsed is None or parsed["source"] != self.contract.id:
+            raise LakehouseError(f"{batch_id!r} is not a batch id of {self.contract.id}",
+                                 "take the id from `lakehouse batches held`")
+        started = now_utc()
+        with self.batch_lock(f"{self.contract.id}/g{parsed['group']}"):
+            rows = self.audit_rows(batch_id)
+            held = [r for r in rows if r["status"] == "held"]
+            done = [r for r in rows if r["status"] in ("released", "rejected")]
+            if not held:
+                raise LakehouseError(f"{batch_id} is not a held batch (its audit rows: "
+                                     f"{', '.join(r['status'] for r in rows) or 'none'})",
+                                     "`lakehouse batches held` lists the batches waiting for a decision")
+            if done:
+                d = done[0]
+                self._drop_branch(batch_id)
+                raise LakehouseError(f"{batch_id} was {d['status']} already, by {d['decided_by']} at "
+                                     f"{d['finished_at']:%Y-%m-%d %H:%M:%S} UTC", "a decision is final")
+            h = held[0]
+            decision_key = f"{key}/{decision}"
+            snapshot = None
+            if decision == "released" and h["rows_valid"]:
+                self._release_rows(batch_id, decision_key, int(h["snapshot_id"]), int(h["rows_valid"]))
+                snapshot = self.committed_ids(self.raw, decision_key)[batch_id]
+            who = f"{decision} by {by}" + (f": {reason}" if reason else "")
+            result = BatchResult(self.contract.id, h["group_number"], h["batch_number"], batch_id, decision,
+                                 h["rows_in"], h["rows_valid"], h["rows_quarantined"], snapshot, h["checksum"],
+                                 who, cycle=h["cycle"], cycle_source=h["cycle_source"],
+                                 payload_checksum=h["payload_checksum"], decided_by=by)
+            self._write_audit(result, started, decision_key)
+            self._drop_branch(batch_id)
+            return result
+
+    def audit_rows(self, batch_id: str) -> list[dict]:
+        from pyiceberg.expressions import EqualTo
+
+        table = self.catalog.load_table(self._ident(self.audit))
+        return table.scan(row_filter=EqualTo("batch_id", batch_id)).to_arrow().to_pylist()
+
+    def _release_rows(self, batch_id: str, key: str, staged: int, rows: int) -> None:
+        """Append the held batch's rows, read from its staged snapshot, with _ingested_at now."""
+        from pyspark.sql import functions as F
+
+        schema = spark_schema(self.contract)
+        ingested_at = now_utc()
+
+        @contextmanager
+        def frame():
+            held = self.spark.read.option("snapshot-id", str(staged)).table(self.raw) \
+                .where(F.col("_batch_id") == batch_id)
+            have = set(held.columns)
+            df = held.select(*[
+                (F.lit(ingested_at.isoformat(sep=" ")).cast("timestamp") if f.name == "_ingested_at"
+                 else F.col(f.name) if f.name in have else F.lit(None).cast(f.dataType)).alias(f.name)
+                for f in schema.fields])
+            yield df, False
+
+        self._append(frame, self.raw, key, batch_id, rows)
+
+    def _drop_branch(self, batch_id: str) -> None:
+        self.spark.sql(f"ALTER TABLE {self.raw} DROP BRANCH IF EXISTS `{held_branch(batch_id)}`")
 
     # ---- several batches -----------------------------------------------------------------
     def current_batch(self, group: int) -> tuple[Fetched, Batch | None]:
@@ -841,6 +939,25 @@ class Ingestor:
                    f"restarted the API's data generation (GET {spec.restart.path}"
                    f"{f', cycle {cycle}' if cycle else ''})")
             return cycle if isinstance(cycle, int) else 0
+
+
+def held_batches(settings: Settings) -> list[dict]:
+    """The audit rows of batches the quality gate holds and nobody has decided on yet,
+    oldest first (read with pyiceberg: no Spark)."""
+    from pyiceberg.expressions import In
+
+    from lakehouse.catalog import catalog
+
+    cat = catalog(settings)
+    if not cat.table_exists(("audit", "ingestion_log")):
+        return []
+    rows = cat.load_table(("audit", "ingestion_log")).scan(
+        row_filter=In("status", ["held", "released", "rejected"]),
+        selected_fields=("batch_id", "source", "group_number", "batch_number", "rows_in", "rows_valid",
+                         "rows_quarantined", "started_at", "status", "message")).to_arrow().to_pylist()
+    decided = {r["batch_id"] for r in rows if r["status"] in ("released", "rejected")}
+    held = {r["batch_id"]: r for r in rows if r["status"] == "held" and r["batch_id"] not in decided}
+    return sorted(held.values(), key=lambda r: r["started_at"])
 
 
 def open_ingestors(settings: Settings, contracts: list[Contract], **options) -> list[Ingestor]:

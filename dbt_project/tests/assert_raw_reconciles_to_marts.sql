@@ -2,8 +2,11 @@
   Row reconciliation from raw to marts; returns one row per check that does not hold.
   In the scheduler's build, checks 1-3 cover the batches since var tests_since, and check 4
   the days from var merge_from (below); a person's `dbt build` checks everything.
-  1. Valid rows in the ingestion log = rows in raw, per source.
-  2. Quarantined rows in the ingestion log = per-row quarantine entries, per source.
+  1. Valid rows in the ingestion log = rows in raw, per source: of committed batches, and of
+     held batches a person released (their rows reach raw when released; a held batch's, or
+     a rejected one's, never do).
+  2. Quarantined rows in the ingestion log = per-row quarantine entries, per source: of
+     committed and held batches (a held batch's quarantined rows are published at once).
   3. Staging has one row per raw row (the station lookup neither drops nor repeats a row).
   4. fct_observations has one row per distinct (station, metric, event time) of the
      non-null staging readings (deduplication and cross-source precedence remove exactly
@@ -30,15 +33,15 @@ with
     {%- set of_logged_batches -%}
         {%- if pinned %}{{ rows_since }} and _batch_id in (
             select batch_id from {{ pinned_source('audit', 'ingestion_log') }}
-            where source = '{{ src }}' and status = 'committed'{{ batches_since }}
+            where source = '{{ src }}' and status in ('committed', 'held', 'released'){{ batches_since }}
         ){%- endif -%}
     {%- endset %}
     logged_{{ src }} as (
         select
-            coalesce(sum(rows_valid), 0) as rows_valid,
-            coalesce(sum(rows_quarantined), 0) as rows_quarantined
+            coalesce(sum(rows_valid) filter (where status in ('committed', 'released')), 0) as rows_valid,
+            coalesce(sum(rows_quarantined) filter (where status in ('committed', 'held')), 0) as rows_quarantined
         from {{ pinned_source('audit', 'ingestion_log') }}
-        where source = '{{ src }}' and status = 'committed'{{ batches_since }}
+        where source = '{{ src }}' and status in ('committed', 'held', 'released'){{ batches_since }}
     ),
 
     checks_{{ src }} as (

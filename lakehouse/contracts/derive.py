@@ -54,7 +54,8 @@ AUDIT_COLUMNS = (
     ("checksum", "STRING", "sha256 of the payload bytes"),
     ("started_at", "TIMESTAMP", "ingest start (UTC)"),
     ("finished_at", "TIMESTAMP", "ingest end (UTC)"),
-    ("status", "STRING", "committed | rejected | failed | missed (published, never fetched)"),
+    ("status", "STRING", "committed | held (by the quality gate) | released, rejected (a person's decision on a "
+                         "held batch) | rejected (payload) | failed | missed (published, never fetched)"),
     ("message", "STRING", "what happened, for rejected, failed and missed batches"),
     ("cycle", "INT", "cycle of the batch API (null: unknown, or ingested before cycles, read as 1)"),
     ("cycle_source", "STRING", "declared (the API named the cycle) | inferred (docs/ingestion.md)"),

@@ -202,6 +202,50 @@ class Freshness(_Strict):
 
 
 PARTITIONINGS = ("day(event_time)", "day(ingested_at)", "fields")
+OPERATORS = ("mustBe", "mustNotBe", "mustBeGreaterThan", "mustBeGreaterOrEqualTo", "mustBeLessThan",
+             "mustBeLessOrEqualTo", "mustBeBetween", "mustNotBeBetween")
+
+
+class BatchRule(_Strict):
+    """A batch-level rule (an ODCS `quality` rule of type library, or a property's
+    `unique`), checked on each batch's valid rows before they are published: a batch that
+    breaks one is held (docs/contracts.md, "The quality gate")."""
+
+    name: str                      # where the contract states it, for messages
+    metric: Literal["rowCount", "nullValues", "duplicateValues"]
+    fields: list[str] = []         # nullValues: one field; duplicateValues: the fields whose values repeat
+    unit: Literal["rows", "percent"] = "rows"
+    operator: Literal[OPERATORS]
+    value: float | list[float]
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _shape(self) -> "BatchRule":
+        between = self.operator in ("mustBeBetween", "mustNotBeBetween")
+        if between != isinstance(self.value, list) or (between and len(self.value) != 2):
+            raise ValueError(f"{self.operator} takes {'[low, high]' if between else 'one number'}")
+        if self.metric == "rowCount" and (self.fields or self.unit == "percent"):
+            raise ValueError("rowCount counts the batch's valid rows: it takes no field and no percent unit")
+        if self.metric == "nullValues" and len(self.fields) != 1:
+            raise ValueError("nullValues is a rule of one property")
+        if self.metric == "duplicateValues" and not self.fields:
+            raise ValueError("duplicateValues needs the properties whose values must not repeat")
+        return self
+
+    def holds(self, measured: float) -> bool:
+        v = self.value
+        return {"mustBe": lambda: measured == v, "mustNotBe": lambda: measured != v,
+                "mustBeGreaterThan": lambda: measured > v, "mustBeGreaterOrEqualTo": lambda: measured >= v,
+                "mustBeLessThan": lambda: measured < v, "mustBeLessOrEqualTo": lambda: measured <= v,
+                "mustBeBetween": lambda: v[0] <= measured <= v[1],
+                "mustNotBeBetween": lambda: not v[0] <= measured <= v[1]}[self.operator]()
+
+    def text(self) -> str:
+        what = {"rowCount": "valid rows", "nullValues": "null values", "duplicateValues": "repeated values"}
+        of = f" of {', '.join(self.fields)}" if self.fields else ""
+        unit = " (percent of valid rows)" if self.unit == "percent" else ""
+        return f"{what[self.metric]}{of}{unit} {self.operator} {self.value:g}" if not isinstance(self.value, list) \
+            else f"{what[self.metric]}{of}{unit} {self.operator} {self.value}"
 
 
 class Contract(_Strict):
@@ -221,6 +265,7 @@ class Contract(_Strict):
     quality: Quality = Quality()
     freshness: Freshness = Freshness()
     fields: list[FieldSpec] = Field(min_length=1)
+    rules: list[BatchRule] = []
 
     @model_validator(mode="after")
     def _references(self) -> "Contract":
@@ -256,6 +301,10 @@ class Contract(_Strict):
                                      f"and {et.field!r} is a {f.type}")
         elif self.partitioning == "day(event_time)":
             raise ValueError("partitioning day(event_time) needs an eventTime")
+        for rule in self.rules:
+            unknown = [n for n in rule.fields if n not in names]
+            if unknown:
+                raise ValueError(f"{rule.name}: names {', '.join(unknown)}, not a field of the contract")
         parted = [f.name for f in self.fields if f.partition]
         if (self.partitioning == "fields") != bool(parted):
             raise ValueError("partitioning by fields needs at least one property with `partitioned: true`, "

@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from lakehouse.contracts.model import (MAX_DECIMAL_PRECISION, PARTITIONINGS, Contract, ContractError,
+from lakehouse.contracts.model import (MAX_DECIMAL_PRECISION, PARTITIONINGS, BatchRule, Contract, ContractError,
                                        Endpoint, EventTime, FieldSpec, Freshness, Quality, SchemaDrift)
 from lakehouse.settings import REPO_ROOT
 
@@ -39,7 +39,8 @@ HELP = "see docs/contracts.md, which describes every key"
 CONTRACT_PROPERTIES = ("endpoint", "eventTime", "partitioning", "schemaDrift", "maxQuarantineRate")
 FIELD_PROPERTIES = ("unit", "deliveredAs", "timestampFormat")
 # ODCS keys of a property that would promise a check lakehouse does not make: refused, not ignored.
-_NOT_ENFORCED = ("quality", "enum", "relationships", "items", "properties")
+_NOT_ENFORCED = ("enum", "relationships", "items", "properties")
+_METRICS = ("rowCount", "nullValues", "duplicateValues")
 _OPTIONS = {  # logicalTypeOptions lakehouse enforces, per logicalType
     "string": ("pattern",), "integer": ("minimum", "maximum", "format"), "number": ("minimum", "maximum", "format"),
     "boolean": (), "date": ("format",), "timestamp": ("timezone", "defaultTimezone"),
@@ -238,8 +239,15 @@ def _field(problems: Problems, prop: dict, loc: tuple) -> dict | None:
         if key in custom:
             spec[name] = custom[key][0]
     spec = {k: v for k, v in spec.items() if v is not None}
+    spec["rules"] = [r for i, q in enumerate(prop.get("quality") or [])
+                     if (r := _rule(problems, q, loc + ("quality", i), [prop.get("name")])) is not None]
+    if prop.get("unique"):
+        spec["rules"].append({"name": f"{describe_loc(problems.raw, loc)}.unique", "metric": "duplicateValues",
+                              "fields": [prop.get("name")], "operator": "mustBe", "value": 0,
+                              "description": "unique: a value may not repeat within a batch"})
+    rules = spec.pop("rules")
     try:
-        return FieldSpec.model_validate(spec).model_dump()
+        return {**FieldSpec.model_validate(spec).model_dump(), "rules": rules}
     except ValidationError as exc:
         for e in exc.errors():
             inner = e["loc"][0] if e["loc"] else None
@@ -252,6 +260,43 @@ def _field(problems: Problems, prop: dict, loc: tuple) -> dict | None:
             else:
                 at = loc + tuple(e["loc"])
             problems.add(at, msg, HELP)
+        return None
+
+
+def _rule(problems: Problems, q: dict, loc: tuple, fields: list | None) -> dict | None:
+    """A BatchRule (as a dict) from an ODCS quality rule; `fields`: the property it sits on
+    (None: on the schema object). A text rule documents and is not checked."""
+    kind = q.get("type", "library")
+    if kind == "text":
+        return None
+    if kind != "library":
+        problems.add(loc + ("type",), f"lakehouse does not run {kind} quality rules",
+                     "use a library rule (rowCount, nullValues, duplicateValues), or type: text to document")
+        return None
+    metric = q.get("metric")
+    if metric not in _METRICS:
+        problems.add(loc + ("metric",), f"lakehouse does not check the metric {metric!r}",
+                     f"use one of {', '.join(_METRICS)}")
+        return None
+    args = dict(q.get("arguments") or {})
+    if fields is None:
+        fields = args.pop("properties", [])
+        fields = [fields] if isinstance(fields, str) else fields
+    if args:
+        problems.add(loc + ("arguments",), f"lakehouse does not read the arguments {', '.join(args)} here",
+                     "remove them (on the schema object, duplicateValues takes arguments.properties)")
+        return None
+    operator = next(o for o in q if o.startswith("must"))  # the JSON Schema allows exactly one
+    unit = q.get("unit", "rows")
+    if unit not in ("rows", "percent"):
+        problems.add(loc + ("unit",), f"unit {unit!r} is not one lakehouse reads", "use rows or percent")
+        return None
+    rule = {"name": describe_loc(problems.raw, loc), "metric": metric, "fields": fields, "unit": unit,
+            "operator": operator, "value": q[operator], "description": q.get("description", "")}
+    try:
+        return BatchRule.model_validate(rule).model_dump()
+    except ValidationError as exc:
+        problems.pydantic(loc, exc, HELP)
         return None
 
 
@@ -329,13 +374,13 @@ def parse(raw, path: Path) -> Contract:
                      "describe one table per contract (one file per source)")
         raise _error(path, problems)
     obj, at = schema[0], ("schema", 0)
-    if "quality" in obj:
-        problems.add(at + ("quality",), "lakehouse does not enforce batch-level quality rules yet",
-                     "remove them (a rule lakehouse does not check would be a promise nobody keeps)")
+    rules = [r for i, q in enumerate(obj.get("quality") or [])
+             if (r := _rule(problems, q, at + ("quality", i), None)) is not None]
     fields, keys, parted = [], [], []
     for i, prop in enumerate(obj.get("properties") or []):
         spec = _field(problems, prop, at + ("properties", i))
         if spec is not None:
+            rules += spec.pop("rules")
             fields.append(spec)
         if prop.get("primaryKey"):
             keys.append((prop.get("primaryKeyPosition", 0), i, prop.get("name")))
@@ -376,7 +421,7 @@ def parse(raw, path: Path) -> Contract:
            "version": raw["version"], "source": values["endpoint"], "table": obj.get("physicalName") or obj["name"],
            "natural_key": [name for _, _, name in sorted(keys)], "event_time": values.get("eventTime"),
            "partitioning": partitioning, "schema_drift": values.get("schemaDrift") or SchemaDrift(),
-           "quality": quality, "freshness": Freshness(**freshness), "fields": fields}
+           "quality": quality, "freshness": Freshness(**freshness), "fields": fields, "rules": rules}
     try:
         return Contract.model_validate(doc)
     except ValidationError as exc:

@@ -117,10 +117,34 @@ def test_decimal_beyond_38_digits_is_refused(tmp_path):
 def test_unenforced_rules_are_refused_not_ignored(tmp_path):
     doc = _doc()
     _props(doc)[0]["logicalTypeOptions"]["maxLength"] = 7
-    _props(doc)[2]["quality"] = [{"type": "library", "metric": "nullValues", "mustBe": 0}]
+    _props(doc)[2]["quality"] = [{"type": "library", "metric": "invalidValues", "mustBe": 0},
+                                 {"type": "sql", "query": "select 1", "mustBe": 1}]
     text = _problems(tmp_path, doc)
     assert "properties[0] (station_code).logicalTypeOptions.maxLength: lakehouse does not enforce maxLength" in text
-    assert "properties[2] (pm25).quality: lakehouse does not enforce a property's quality yet" in text
+    assert "properties[2] (pm25).quality[0].metric: lakehouse does not check the metric 'invalidValues'" in text
+    assert "properties[2] (pm25).quality[1].type: lakehouse does not run sql quality rules" in text
+
+
+def test_batch_level_rules_are_read_from_odcs_quality(tmp_path):
+    doc = _doc()
+    doc["schema"][0]["quality"] = [
+        {"type": "library", "metric": "rowCount", "mustBeGreaterOrEqualTo": 10},
+        {"type": "library", "metric": "duplicateValues", "arguments": {"properties": ["station_code", "timestamp"]},
+         "mustBe": 0},
+        {"type": "text", "description": "Readings are hourly means."}]
+    _props(doc)[2]["quality"] = [{"type": "library", "metric": "nullValues", "unit": "percent",
+                                  "mustBeLessThan": 50}]
+    _props(doc)[0]["unique"] = True
+    rules = load_contract(_write(tmp_path, doc)).rules
+    assert [(r.name, r.text()) for r in rules] == [
+        ("schema[0] (network_a).quality[0]", "valid rows mustBeGreaterOrEqualTo 10"),
+        ("schema[0] (network_a).quality[1]", "repeated values of station_code, timestamp mustBe 0"),
+        ("schema[0] (network_a).properties[0] (station_code).unique", "repeated values of station_code mustBe 0"),
+        ("schema[0] (network_a).properties[2] (pm25).quality[0]",
+         "null values of pm25 (percent of valid rows) mustBeLessThan 50"),
+    ]
+    doc["schema"][0]["quality"][1]["arguments"]["properties"] = ["nope"]
+    assert "quality[1]: names nope, not a field of the contract" in _problems(tmp_path, doc)
 
 
 def test_event_time_type_must_fit_its_format(tmp_path):

@@ -3,9 +3,34 @@
   quarantined, the quarantine reasons with their counts, and the rows from unknown
   stations. Reasons are grouped by kind: the field and rule, without the offending value,
   joined with ' | ' (a reason may itself contain ';').
+  A batch the quality gate held is one row: its status is `held` until a person decides,
+  then `released` or `rejected`, with who decided and when (the decision is a row of its
+  own in the log, folded in here).
 -#}
-with audit as (
+with log as (
     select * from {{ pinned_source('audit', 'ingestion_log') }}
+),
+
+decisions as (
+    select
+        batch_id,
+        max_by(status, finished_at) as decision,
+        max_by(decided_by, finished_at) as decided_by,
+        max(finished_at) as decided_at
+    from log
+    where decided_by is not null
+    group by batch_id
+),
+
+audit as (
+    select
+        l.*,
+        d.decision,
+        d.decided_by as decision_by,
+        d.decided_at
+    from log as l
+    left join decisions as d on l.batch_id = d.batch_id and l.status = 'held'
+    where l.decided_by is null
 ),
 
 reason_counts as (
@@ -54,7 +79,7 @@ select
     a.group_number,
     a.batch_number,
     a.batch_id,
-    a.status,
+    case when a.status = 'held' then coalesce(a.decision, 'held') else a.status end as status,
     a.rows_in,
     a.rows_valid,
     a.rows_quarantined,
@@ -65,7 +90,9 @@ select
     a.snapshot_id,
     a.started_at,
     a.finished_at,
-    a.message
+    a.message,
+    a.decision_by as decided_by,
+    a.decided_at
 from audit as a
 left join reasons as r on a.batch_id = r._batch_id
 left join unknown_stations as u on a.batch_id = u._batch_id
