@@ -338,7 +338,7 @@ def demo() -> None:
 @click.option("--batch", "-b", "batch_number", type=int, help="Wait for this batch number, then ingest it.")
 @click.option("--cycle", is_flag=True, help="Ingest every batch as it is published, to the cycle's last batch.")
 @click.option("--cycles", type=click.IntRange(min=1), help="Like --cycle, for this many cycles (the API must be "
-              "restarted between them: by someone, or by ingestion with the contract's source.restart).")
+              "restarted between them: by someone, or by ingestion with the contract's endpoint.restart).")
 @click.option("--follow", type=click.FloatRange(min=0), metavar="SECONDS",
               help="If the batch the API serves now was already ingested, keep polling for up to "
                    "SECONDS and ingest the next one as soon as it is published (the scheduler passes "

@@ -6,7 +6,7 @@ publication period over three cycles, while dbt builds run.
 On the bench stack (profile core: no scheduler), emptied first, the simulator publishes a
 batch every `period` seconds. One `lakehouse ingest --cycles 3`-style follower
 (`ingest_cycles`) polls both sources every second, and restarts the API's cycle itself when
-a cycle has ended (the contracts' `source.restart.when_cycle_ends`, switched on here), while
+a cycle has ended (the contracts' `endpoint.restart.when_cycle_ends`, switched on here), while
 a second thread runs the scheduler's mart build (`lakehouse marts update`) back to back for
 the whole time: both compete for the 2 cores, as on a busy platform.
 

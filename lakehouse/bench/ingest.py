@@ -35,7 +35,7 @@ from lakehouse.stack import manager
 SIZES = (10_000, 100_000, 1_000_000)
 FAULT_RATE = 0.03
 SEED = 5
-PATH = "/network-a/data"  # contracts/network_a.yaml, source.path
+PATH = "/network-a/data"  # contracts/network_a.yaml, endpoint.path
 
 
 def say(msg: str) -> None:

@@ -62,6 +62,9 @@ AUDIT_COLUMNS = (
     ("payload_checksum", "STRING", "sha256 of the payload's canonical form (keys sorted, no whitespace)"),
     ("expectation_results", "STRING", "the contract's Great Expectations suite on the batch's well-typed "
                                       "rows: GE's validation-result layout, as JSON (docs/ingestion.md)"),
+    ("gate_results", "STRING", "the quality gate on the batch, as JSON: held, reasons, quarantine rate and limit, "
+                               "each batch-level rule's measure (docs/contracts.md)"),
+    ("decided_by", "STRING", "who released or rejected a held batch (decision rows only)"),
 )
 
 

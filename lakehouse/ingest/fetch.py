@@ -77,7 +77,7 @@ def declared_cycle(value, *, where: str, source: str, group: int, batch_number: 
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise PayloadError(f"{source} group {group} batch {batch_number}: the cycle in {where} is "
                            f"{value!r}, not a positive integer",
-                           "the whole body was quarantined; check the API (or the contract's source.cycle)",
+                           "the whole body was quarantined; check the API (or the contract's endpoint.cycle)",
                            batch_number)
     return value
 

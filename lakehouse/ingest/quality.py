@@ -82,7 +82,7 @@ def check_batch(contract: Contract, result: dict) -> str:
         raise QualityError(f"quarantine rate above the contract's limit: {verdict}",
                            f"the rows are kept in quarantine.{contract.table} with their reasons "
                            f"(batch_id = '{result['batch_id']}'); fix the source, or change "
-                           f"quality.max_quarantine_rate in contracts/{contract.id}.yaml")
+                           f"maxQuarantineRate in contracts/{contract.id}.yaml")
     return verdict
 
 

@@ -385,3 +385,70 @@ def test_the_schedulers_reconciliation_covers_its_window_and_the_nightly_check_e
     finally:
         spark.sql(rollback)
     lakehouse("marts", "update", "--settle", "0")  # and the next build passes again
+
+
+def test_a_held_batch_stays_out_of_the_marts_until_released_and_a_rejected_one_never_enters(stack, cycle, spark,
+                                                                                           tmp_path):
+    """Two batches above the contract's quarantine limit are held: staged on raw under a
+    branch each, their quarantined rows published, their valid rows in neither raw nor the
+    marts. One is released (its rows reach raw and the marts), the other rejected (they
+    never do); each decision is an audit row naming who made it. The reconciliation holds
+    throughout, and the nightly full check after."""
+    group = fresh_group()
+    sim = SteppedSimulator(tmp_path / "state.json", seed=SEED, rows_per_batch=ROWS, fault_rate=0.4,
+                           period_seconds=PERIOD)
+    ing = Ingestor(stack.model_copy(update={"batch_api_url": sim.url}), load_all()["network_b"], spark)
+    held = []
+    try:
+        for _ in range(2):
+            result = ing.ingest(group)
+            assert result.status == "held", result.line()
+            assert result.message.startswith("held by the quality gate: quarantine rate ")
+            held.append(result)
+            sim.next_batch()
+    finally:
+        sim.stop()
+    release, reject = held
+
+    def counts(batch_id):
+        staged = query(stack, f"SELECT count(*) FROM staging.stg_network_b__observations WHERE _batch_id = '{batch_id}'",
+                       user="dbt")[0][0]
+        marts = query(stack, f"SELECT count(*) FROM marts.fct_observations WHERE _batch_id = '{batch_id}'")[0][0]
+        quarantined = query(stack, f"SELECT count(*) FROM quarantine.network_b WHERE _batch_id = '{batch_id}'")[0][0]
+        return staged, marts, quarantined
+
+    def quality(batch_id):
+        return query(stack, "SELECT status, decided_by FROM marts.mart_data_quality "
+                            f"WHERE batch_id = '{batch_id}'")
+
+    refs = {r[0] for r in query(stack, 'SELECT name FROM raw."network_b$refs"')}
+    assert {f"held-{b.batch_id.replace('/', '-')}" for b in held} <= refs
+    listed = lakehouse("batches", "held").stdout
+    assert release.batch_id in listed and reject.batch_id in listed, listed
+    assert lakehouse("marts", "update", "--settle", "0", check=False).returncode in (0, 99)
+    for b in held:
+        assert counts(b.batch_id) == (0, 0, b.rows_quarantined)
+        assert quality(b.batch_id) == [["held", None]]
+
+    out = lakehouse("batches", "release", release.batch_id, "--by", "reviewer-1", "--reason", "checked by hand").stdout
+    assert f"{release.batch_id}: released: " in out and "released by reviewer-1: checked by hand" in out, out
+    lakehouse("batches", "reject", reject.batch_id, "--by", "reviewer-2")
+    again = lakehouse("batches", "release", release.batch_id, check=False)
+    assert again.returncode != 0 and "was released already, by reviewer-1" in again.stderr, again.stderr
+    assert release.batch_id not in lakehouse("batches", "held").stdout
+    lakehouse("marts", "update", "--settle", "0")
+    staged, marts, quarantined = counts(release.batch_id)
+    assert (staged, quarantined) == (release.rows_valid, release.rows_quarantined) and marts > 0
+    assert counts(reject.batch_id) == (0, 0, reject.rows_quarantined)
+    assert quality(release.batch_id) == [["released", "reviewer-1"]]
+    assert quality(reject.batch_id) == [["rejected", "reviewer-2"]]
+    decisions = query(stack, "SELECT batch_id, status, decided_by, rows_valid FROM audit.ingestion_log "
+                             f"WHERE batch_id IN ('{release.batch_id}', '{reject.batch_id}') ORDER BY finished_at")
+    assert decisions == [[release.batch_id, "held", None, release.rows_valid],
+                         [reject.batch_id, "held", None, reject.rows_valid],
+                         [release.batch_id, "released", "reviewer-1", release.rows_valid],
+                         [reject.batch_id, "rejected", "reviewer-2", reject.rows_valid]]
+    refs = {r[0] for r in query(stack, 'SELECT name FROM raw."network_b$refs"')}
+    assert not {f"held-{b.batch_id.replace('/', '-')}" for b in held} & refs
+    # row conservation across held, released and rejected batches: every row, every check
+    lakehouse("marts", "update", "--settle", "0", "--force", "--all-rows")
