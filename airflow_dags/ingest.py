@@ -47,6 +47,7 @@ from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, task
 
 from lakehouse.contracts import load_all
+from lakehouse.ingest import probe
 from lakehouse.orchestration.dags import START_DATE, cli, default_args, settings, table_asset, timetable
 from lakehouse.orchestration.schedule import follow_window
 
@@ -57,12 +58,17 @@ FOLLOW, POLL = follow_window(SETTINGS.ingest_schedule)
 def ingestion_dag(contract) -> DAG:
     raw = table_asset(SETTINGS, "raw", contract.table)
     quarantine = table_asset(SETTINGS, "quarantine", contract.table)
+    # A source the platform does not run waits, paused, until its endpoint has answered a
+    # health probe (`lakehouse sources probe`; the probes' state is a local file).
+    waiting = probe.waiting(SETTINGS, contract)
     with DAG(
         dag_id=f"ingest_{contract.id}",
-        description=f"Ingest {contract.title} ({contract.id}) into raw.{contract.table}",
-        doc_md=f"## {contract.title}\n\nContract: `contracts/{contract.id}.yaml`, owner "
-               f"{contract.owner}. Quarantine limit {contract.quality.max_quarantine_rate:.0%}.\n\n"
-               + __doc__,
+        description=f"Ingest {contract.title} ({contract.id}) into raw.{contract.table}"
+                    + (f"; {waiting}" if waiting else ""),
+        doc_md=f"## {contract.title}\n\nContract: `contracts/{contract.id}.yaml` (version {contract.version}), "
+               f"owner {contract.owner}. Quarantine limit {contract.quality.max_quarantine_rate:.0%}.\n\n"
+               + (f"**Created {waiting}.**\n\n" if waiting else "") + __doc__,
+        is_paused_upon_creation=True if waiting else None,
         schedule=timetable(SETTINGS.ingest_schedule),
         start_date=START_DATE,
         catchup=False,

@@ -66,6 +66,18 @@ def up(profile: str | None, services: tuple[str, ...]) -> None:
     timings = manager.up(settings, services=services, profile=profile or (None if services else "all"))
     if "superset" in timings:
         _import_dashboards_if_marts(settings)
+    _probe_own_endpoints(settings)
+
+
+def _probe_own_endpoints(settings: Settings) -> None:
+    """Probe the endpoints of sources the platform does not run, so a new source's DAG is
+    unpaused once its endpoint answers (docs/contracts.md, "A new source")."""
+    from lakehouse.contracts import load_all
+    from lakehouse.ingest import probe
+
+    own = tuple(c.id for c in load_all().values() if probe.gated(c))
+    if own:
+        report_probes(settings, own)
 
 
 def _import_dashboards_if_marts(settings: Settings) -> None:
@@ -439,6 +451,63 @@ def maintain(layers: tuple[str, ...], only: tuple[str, ...]) -> None:
     manager.require(settings, "postgres", "minio", "trino")
     for layer in (NAMESPACES if "all" in layers else layers):
         run(settings, layer, list(only) or None, say=click.echo)
+
+
+@cli.group()
+def sources() -> None:
+    """The contracts' endpoints: health probes that let a new source's DAG run."""
+
+
+@sources.command("probe")
+@click.option("--source", "-s", "only", multiple=True, help="Only this contract id (repeatable).")
+def sources_probe(only: tuple[str, ...]) -> None:
+    """GET each contract's endpoint once (with its auth header). A source with an endpoint
+    of its own has its ingestion DAG created paused until its endpoint answers; the first
+    answer unpauses it (when Airflow runs). `lakehouse up` runs this too. Exits non-zero if
+    an endpoint did not answer."""
+    report_probes(_settings(), only, strict=True)
+
+
+def report_probes(settings: Settings, only: tuple[str, ...] = (), strict: bool = False) -> None:
+    import subprocess
+
+    from lakehouse.contracts import load_all
+    from lakehouse.ingest import probe
+    from lakehouse.stack import manager
+
+    contracts = load_all()
+    unknown = [s for s in only if s not in contracts]
+    if unknown:
+        raise LakehouseError(f"unknown source(s): {', '.join(unknown)}", f"known: {', '.join(contracts)}")
+    failed = []
+    for c in contracts.values():
+        if only and c.id not in only:
+            continue
+        answered, detail = probe.probe(settings, c)
+        probe.record(settings, c, answered, detail)
+        click.echo(f"{c.id}: {'answered' if answered else 'NO ANSWER'}: {detail}", err=not answered)
+        if not answered:
+            failed.append(c.id)
+    waiting = probe.to_unpause(settings, [c for c in contracts.values() if not only or c.id in only])
+    airflow_up = bool(waiting) and any(r["healthy"] for r in manager.status(settings) if r["service"] == "airflow")
+    for c in waiting:
+        if not airflow_up:
+            click.echo(f"ingest_{c.id}: its endpoint answered; Airflow is not running: the next probe with "
+                       "Airflow up unpauses its DAG", err=True)
+            continue
+        from lakehouse.stack.services import airflow as runtime
+
+        proc = subprocess.run([str(runtime.AIRFLOW_BIN), "dags", "unpause", f"ingest_{c.id}"], capture_output=True,
+                              text=True, env=runtime.airflow_env(settings), cwd=runtime.REPO_ROOT)
+        if proc.returncode == 0:
+            probe.unpaused(settings, c)
+            click.echo(f"ingest_{c.id}: its endpoint answered: unpaused", err=True)
+        else:
+            click.echo(f"ingest_{c.id}: its endpoint answered, but `airflow dags unpause` failed (the DAG may "
+                       f"not be parsed yet; the next probe tries again): {proc.stderr.strip()[-200:]}", err=True)
+    if failed and strict:
+        raise LakehouseError(f"{len(failed)} endpoint(s) did not answer: {', '.join(failed)}",
+                             "each line above says why; a new source's DAG stays paused until its endpoint answers")
 
 
 @cli.group()

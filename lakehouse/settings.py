@@ -42,6 +42,8 @@ class CoreSettings(BaseSettings):
 
     data_dir: Path = Path(".lakehouse")
     cache_dir: Path = Path("~/.cache/lakehouse")
+    # The data contracts, one ODCS document per source (lakehouse.contracts.odcs reads it).
+    contracts_dir: Path = Path("contracts")
 
     host: str = "127.0.0.1"
 

@@ -859,7 +859,7 @@ class Ingestor:
 
         @contextmanager
         def frame():
-            held = self.spark.read.option("snapshot-id", str(staged)).table(self.raw) \
+            held = self.spark.sql(f"SELECT * FROM {self.raw} VERSION AS OF {int(staged)}") \
                 .where(F.col("_batch_id") == batch_id)
             have = set(held.columns)
             df = held.select(*[

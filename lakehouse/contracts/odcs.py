@@ -56,9 +56,19 @@ _MINUTES = {"min": 1, "mins": 1, "minute": 1, "minutes": 1, "m": 1, "h": 60, "ho
 
 
 def contracts_dir() -> Path:
-    """Where the contracts are: $LAKEHOUSE_CONTRACTS_DIR, else the repository's contracts/."""
+    """Where the contracts are: LAKEHOUSE_CONTRACTS_DIR from the environment, else from the
+    stack's env file, else the repository's contracts/ (a relative path is relative to the
+    repository)."""
+    from lakehouse.settings import env_file_path, read_env_file
+
     folder = os.environ.get("LAKEHOUSE_CONTRACTS_DIR")
-    return Path(folder) if folder else CONTRACTS_DIR
+    if not folder:
+        path = env_file_path()
+        folder = read_env_file(path).get("LAKEHOUSE_CONTRACTS_DIR") if path.is_file() else None
+    if not folder:
+        return CONTRACTS_DIR
+    folder = Path(os.path.expanduser(folder))
+    return folder if folder.is_absolute() else REPO_ROOT / folder
 
 
 class Problems:

@@ -418,8 +418,8 @@ def test_a_held_batch_stays_out_of_the_marts_until_released_and_a_rejected_one_n
         return staged, marts, quarantined
 
     def quality(batch_id):
-        return query(stack, "SELECT status, decided_by FROM marts.mart_data_quality "
-                            f"WHERE batch_id = '{batch_id}'")
+        return [tuple(r) for r in query(stack, "SELECT status, decided_by FROM marts.mart_data_quality "
+                                               f"WHERE batch_id = '{batch_id}'")]
 
     refs = {r[0] for r in query(stack, 'SELECT name FROM raw."network_b$refs"')}
     assert {f"held-{b.batch_id.replace('/', '-')}" for b in held} <= refs
@@ -428,7 +428,7 @@ def test_a_held_batch_stays_out_of_the_marts_until_released_and_a_rejected_one_n
     assert lakehouse("marts", "update", "--settle", "0", check=False).returncode in (0, 99)
     for b in held:
         assert counts(b.batch_id) == (0, 0, b.rows_quarantined)
-        assert quality(b.batch_id) == [["held", None]]
+        assert quality(b.batch_id) == [("held", None)]
 
     out = lakehouse("batches", "release", release.batch_id, "--by", "reviewer-1", "--reason", "checked by hand").stdout
     assert f"{release.batch_id}: released: " in out and "released by reviewer-1: checked by hand" in out, out
@@ -440,14 +440,14 @@ def test_a_held_batch_stays_out_of_the_marts_until_released_and_a_rejected_one_n
     staged, marts, quarantined = counts(release.batch_id)
     assert (staged, quarantined) == (release.rows_valid, release.rows_quarantined) and marts > 0
     assert counts(reject.batch_id) == (0, 0, reject.rows_quarantined)
-    assert quality(release.batch_id) == [["released", "reviewer-1"]]
-    assert quality(reject.batch_id) == [["rejected", "reviewer-2"]]
+    assert quality(release.batch_id) == [("released", "reviewer-1")]
+    assert quality(reject.batch_id) == [("rejected", "reviewer-2")]
     decisions = query(stack, "SELECT batch_id, status, decided_by, rows_valid FROM audit.ingestion_log "
                              f"WHERE batch_id IN ('{release.batch_id}', '{reject.batch_id}') ORDER BY finished_at")
-    assert decisions == [[release.batch_id, "held", None, release.rows_valid],
-                         [reject.batch_id, "held", None, reject.rows_valid],
-                         [release.batch_id, "released", "reviewer-1", release.rows_valid],
-                         [reject.batch_id, "rejected", "reviewer-2", reject.rows_valid]]
+    assert [tuple(d) for d in decisions] == [(release.batch_id, "held", None, release.rows_valid),
+                                             (reject.batch_id, "held", None, reject.rows_valid),
+                                             (release.batch_id, "released", "reviewer-1", release.rows_valid),
+                                             (reject.batch_id, "rejected", "reviewer-2", reject.rows_valid)]
     refs = {r[0] for r in query(stack, 'SELECT name FROM raw."network_b$refs"')}
     assert not {f"held-{b.batch_id.replace('/', '-')}" for b in held} & refs
     # row conservation across held, released and rejected batches: every row, every check

@@ -167,3 +167,39 @@ def test_an_airflow_command_parses_the_dags_with_the_env_file_it_read(settings):
     from lakehouse.stack.services.airflow import airflow_env
 
     assert airflow_env(settings)["LAKEHOUSE_ENV_FILE"] == os.environ["LAKEHOUSE_ENV_FILE"]
+
+
+def test_a_new_sources_dag_is_created_paused_until_its_endpoint_answers(settings, monkeypatch, tmp_path):
+    """A contract with an endpoint of its own: its DAG is created paused, and says why,
+    until a probe recorded an answer; the platform's own sources are not gated."""
+    import shutil
+
+    import yaml
+
+    from lakehouse.contracts import CONTRACTS_DIR, load_contract
+    from lakehouse.ingest import probe
+
+    folder = tmp_path / "contracts"
+    folder.mkdir()
+    for path in CONTRACTS_DIR.glob("*.yaml"):
+        shutil.copy(path, folder / path.name)
+    doc = yaml.safe_load((CONTRACTS_DIR / "network_b.yaml").read_text())
+    doc["id"] = doc["schema"][0]["name"] = doc["schema"][0]["physicalName"] = "far_away"
+    doc["customProperties"][0]["value"]["base_url"] = "https://api.example.org"
+    (folder / "far_away.yaml").write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("LAKEHOUSE_CONTRACTS_DIR", str(folder))
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow"))
+    bag = DagBag(dag_folder=str(DAGS_FOLDER), safe_mode=False)
+    assert bag.import_errors == {}
+    far = bag.dags["ingest_far_away"]
+    assert far.is_paused_upon_creation is True
+    assert "paused until its endpoint (https://api.example.org/network-b/data) answers a health probe" \
+        in far.description and "not probed yet" in far.description
+    assert bag.dags["ingest_network_b"].is_paused_upon_creation is None
+    probe.record(settings, load_contract(folder / "far_away.yaml"), True, "answered batch 1")
+    bag = DagBag(dag_folder=str(DAGS_FOLDER), safe_mode=False)
+    assert bag.dags["ingest_far_away"].is_paused_upon_creation is None
+    assert "paused" not in bag.dags["ingest_far_away"].description
