@@ -1,8 +1,8 @@
 """The batch API simulator: protocol, cycles, determinism, contract conformance, row faults,
 whole-response faults, persistence and speed.
 
-Rows are checked against the YAML contracts read here with pyyaml, by rules written in this
-file, not by the simulator's own code.
+Rows are checked against the contracts (loaded as the project reads them, then as plain
+data), by rules written in this file, not by the simulator's own code.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import orjson
 import pytest
 import requests
 import uvicorn
-import yaml
 from fastapi.testclient import TestClient
 
 from lakehouse.contracts import load_contract
