@@ -559,7 +559,7 @@ def _decide(batch_id: str, decision: str, by: str | None, reason: str) -> None:
         result = ing.decide_held(batch_id, decision, by or getpass.getuser(), reason)
     finally:
         close_ingestors([ing])
-    click.echo(result.line())
+    click.echo(f"{batch_id}: {result.line()}")
 
 
 @batches.command("release")

@@ -431,7 +431,8 @@ def test_a_held_batch_stays_out_of_the_marts_until_released_and_a_rejected_one_n
         assert quality(b.batch_id) == [("held", None)]
 
     out = lakehouse("batches", "release", release.batch_id, "--by", "reviewer-1", "--reason", "checked by hand").stdout
-    assert f"{release.batch_id}: released: " in out and "released by reviewer-1: checked by hand" in out, out
+    assert out.startswith(f"{release.batch_id}: network_b group {group} cycle 1 batch 1: released: ")
+    assert "released by reviewer-1: checked by hand" in out, out
     lakehouse("batches", "reject", reject.batch_id, "--by", "reviewer-2")
     again = lakehouse("batches", "release", release.batch_id, check=False)
     assert again.returncode != 0 and "was released already, by reviewer-1" in again.stderr, again.stderr
