@@ -160,6 +160,21 @@ class AirflowApi:
                                json={"is_paused": paused})
         resp.raise_for_status()
 
+    def wait_idle(self, dag_ids: list[str], timeout: float = 900) -> None:
+        """Until no run of these DAGs is running (or queued while the DAG is unpaused):
+        pausing a DAG stops new runs, not the one under way (a dbt_build run keeps building
+        while batches commit, --keep-up)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            busy = [(d, r["dag_run_id"]) for d in dag_ids
+                    for r in self.get(f"/dags/{d}/dagRuns", state=["running"], limit=100)["dag_runs"]]
+            if not busy:
+                return
+            assert time.monotonic() < deadline, f"DAG runs still going after {timeout:.0f} s: {busy}"
+            time.sleep(5)
+
     def dag_ids(self, expected: int, timeout: float = 180) -> list[str]:
         """The DAGs Airflow has parsed, once there are `expected` of them."""
         import time
@@ -189,7 +204,7 @@ def warehouse(stack, airflow_api):
     """`make demo` once, as a user runs it, with the scheduler running and every DAG
     unpaused (the demo must not collide with what Airflow starts): one cycle of both
     networks (group LAKEHOUSE_GROUP_NUMBER) ingested, the marts built, the dashboards
-    imported. Returns the settings, the demo's output and the DAGs, paused again."""
+    imported. Returns the settings, the demo's output and the DAGs, paused again and idle."""
     lakehouse("up", timeout=1200)
     dag_ids = airflow_api.dag_ids(expected_dags())
     assert len(dag_ids) == expected_dags(), dag_ids
@@ -200,6 +215,9 @@ def warehouse(stack, airflow_api):
     finally:
         for dag_id in dag_ids:
             airflow_api.set_paused(dag_id, True)
+    # the dbt build under way when they were paused ends first, so no test's own build races
+    # it (an ingestion run still under way only polls the simulator: the demo's cycle has ended)
+    airflow_api.wait_idle(["dbt_build"])
     return {"settings": stack, "demo": demo, "dags": dag_ids}
 
 
