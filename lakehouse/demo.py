@@ -118,7 +118,8 @@ def import_dashboards(settings: Settings) -> None:
 
 
 def marts_summary(settings: Settings) -> str:
-    """States with the highest PM2.5 on the latest day, and data quality per source."""
+    """States with the highest PM2.5 on the latest day, and data quality per source of the
+    contracts (a source whose contract was removed keeps its rows, and is not summarised)."""
     states = query(settings, """
         SELECT state_name, day_utc, round(mean_value, 1), stations_reporting, stations_exceeding,
                round(completeness_pct, 1)
@@ -126,10 +127,13 @@ def marts_summary(settings: Settings) -> str:
         WHERE metric = 'pm25'
           AND day_utc = (SELECT max(day_utc) FROM marts.fct_daily_state_indicators WHERE metric = 'pm25')
         ORDER BY mean_value DESC LIMIT 5""")
-    quality = query(settings, """
+    from lakehouse.contracts import load_all
+
+    sources = ", ".join(f"'{c}'" for c in load_all())  # the platform's sources (ids: [a-z0-9_])
+    quality = query(settings, f"""
         SELECT source, count(*), sum(rows_in), sum(rows_quarantined), sum(rows_unknown_station),
                count_if(status <> 'committed')
-        FROM marts.mart_data_quality GROUP BY source ORDER BY source""")
+        FROM marts.mart_data_quality WHERE source IN ({sources}) GROUP BY source ORDER BY source""")
     lines = ["", "marts: states with the highest PM2.5 on the latest day (WHO 2021 24-h guideline: "
                  "15 ug/m3):",
              f"  {'state':<20} {'day':<10} {'mean':>6} {'stations':>8} {'over':>5} {'complete %':>10}"]

@@ -4,7 +4,9 @@
   quarantine_reasons, one row each, so a dashboard can group and filter them.
 -#}
 with audit as (
+    -- a person's decision on a held batch is an audit row of its own: not another attempt
     select * from {{ pinned_source('audit', 'ingestion_log') }}
+    where decided_by is null
 ),
 
 reason_counts as (
