@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import yaml
@@ -20,6 +19,7 @@ from lakehouse.ingest.fetch import FetchError
 from lakehouse.trino import query
 from spark_jobs.ingest import Ingestor
 from tests.integration.conftest import fresh_group, lakehouse
+from tests.local_http import send, serve
 
 pytestmark = [pytest.mark.trino, pytest.mark.spark]
 KEY_VAR = "LAKEHOUSE_SOURCE_FOREST_KEY"
@@ -56,20 +56,13 @@ class ForestApi(BaseHTTPRequestHandler):
         self._send(200, json.dumps({"group_number": group, "batch_number": number, "data": rows}).encode())
 
     def _send(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send(self, status, body, "application/json")
 
 
 @pytest.fixture(scope="module")
 def forest_api():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ForestApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve(ForestApi) as url:
+        yield url
 
 
 def forest_contract_doc(base_url: str) -> dict:

@@ -1,13 +1,13 @@
 """Fetching a batch from a real local HTTP server: retries, backoff, clear errors."""
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from lakehouse.contracts.model import Auth, Contract
 from lakehouse.ingest.fetch import FetchError, endpoint_headers, endpoint_url, fetch
+from tests.local_http import serve
 
 OK = b'{"group_number": 1, "batch_number": 1, "data": [1]}'
 
@@ -57,11 +57,8 @@ class Api(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def api():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve(Api) as url:
+        yield url
 
 
 def _fetch(api, path, **kw):

@@ -1,14 +1,14 @@
 """Health probes of contracts' own endpoints, and why a new source's DAG waits for one."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from lakehouse.contracts import load_all
 from lakehouse.contracts.model import Auth
 from lakehouse.ingest import probe
+from tests.local_http import send, serve
 
 
 class Api(BaseHTTPRequestHandler):
@@ -23,19 +23,13 @@ class Api(BaseHTTPRequestHandler):
             body, status = json.dumps({"group_number": 1, "batch_number": 4, "data": [1]}).encode(), 200
         else:
             body, status = b"[]", 200
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send(self, status, body)
 
 
 @pytest.fixture(scope="module")
 def api():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve(Api) as url:
+        yield url
 
 
 def _own(base_url, path="/batch"):
